@@ -1,0 +1,4 @@
+"""Energy Ingestion Engine.
+
+landing files -> validate -> transform -> load -> hot status -> daily analytics.
+"""

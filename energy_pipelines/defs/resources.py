@@ -1,0 +1,44 @@
+"""The one Dagster resource: where the landing files and the database are."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+
+from energy_pipelines.load.database import Connection, connect, resolve_database_url
+from energy_pipelines.load.migrations import upgrade
+from energy_pipelines.settings import Settings
+
+# Database URLs this process has already migrated.
+_UPGRADED: set[str] = set()
+
+
+class EnergyStorage(dg.ConfigurableResource):
+    """Landing root and PostgreSQL. The database URL (which may hold a password) comes from the
+    DATABASE_URL environment variable, never from run config, so the UI never shows it."""
+
+    landing_dir: str | None = None
+    settle_seconds: float | None = None
+
+    def settings(self) -> Settings:
+        settings = Settings.from_env().with_landing_dir(self.landing_dir)
+        if self.settle_seconds is not None:
+            settings = replace(settings, settle_seconds=self.settle_seconds)
+        return settings
+
+    def landing_root(self) -> Path:
+        return self.settings().landing_dir
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        url = resolve_database_url(self.settings())
+        conn = connect(url)
+        try:
+            if url not in _UPGRADED:
+                upgrade(conn)  # migrations run automatically before a run touches data
+                _UPGRADED.add(url)
+            yield conn
+        finally:
+            conn.close()

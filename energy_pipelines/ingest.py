@@ -1,0 +1,252 @@
+"""One file's path through the stages: landing -> validate -> transform -> load.
+
+Reading, validation and transformation happen before any lock is taken; the writes of a file
+(history rows, quarantined rows, manifest row) then commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from energy_pipelines.contract import Stream
+from energy_pipelines.faults import crash_point
+from energy_pipelines.landing.archive import archive_file, quarantine_file
+from energy_pipelines.landing.discover import LandingFile, find_waiting_files, sha256_of
+from energy_pipelines.landing.errors import FileRejected
+from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
+from energy_pipelines.load.database import Connection
+from energy_pipelines.load.history import ensure_day_partitions, write_history, write_rejected_rows
+from energy_pipelines.load.manifest import (
+    ManifestRow,
+    find_loaded,
+    insert_manifest_row,
+    lock_stream,
+    update_counts,
+)
+from energy_pipelines.settings import Settings
+from energy_pipelines.transform.readings import deduplicate_within_file, to_staging_table
+from energy_pipelines.validate.rules import raw_values_json, validate_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileOutcome:
+    manifest: ManifestRow
+    file_id: int | None
+    moved_to: Path | None
+    # True when the file had been loaded by an earlier run that stopped before moving it.
+    healed: bool = False
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedFile:
+    """A file read, validated and transformed: everything the load needs, no database yet."""
+
+    raw: RawFile
+    staged_rows: int
+    staged: object  # pyarrow.Table
+    rejects: pl.DataFrame  # row_number, column_name, kind, rule, first_row (conflicts in file)
+    rows_rejected: int
+    duplicates_in_file: int
+    conflicts_in_file: int
+    ts_range: tuple[datetime, datetime] | None
+    days: list
+
+
+def prepare_file(
+    file: LandingFile, stream: Stream, settings: Settings, ingested_at: datetime
+) -> tuple[PreparedFile, dict[str, float]]:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    raw = read_landing_file(file, stream)
+    timings["read"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    validated = validate_rows(raw, stream, settings.limits, ingested_at)
+    timings["validate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    deduplicated = deduplicate_within_file(validated.valid, stream)
+    unique = deduplicated.unique
+    staged = to_staging_table(unique, stream)
+    invalid = validated.rejects.with_columns(
+        pl.lit("invalid").alias("kind"), pl.lit(None, pl.Int64).alias("first_row")
+    )
+    in_file_conflicts = deduplicated.conflicts.with_columns(
+        pl.lit(None, pl.String).alias("column_name"),
+        pl.lit("conflicting").alias("kind"),
+        pl.format(
+            "same key as row {} of this file with different values; the first row is kept",
+            pl.col("first_row"),
+        ).alias("rule"),
+    ).select(ROW_NUMBER, "column_name", "rule", "kind", "first_row")
+    ts_range = None
+    days: list = []
+    if stream.has_timestamp and unique.height:
+        ts_range = (unique["ts"].min(), unique["ts"].max())
+        days = unique["ts"].dt.date().unique().sort().to_list()
+    timings["transform"] = time.perf_counter() - started
+    prepared = PreparedFile(
+        raw=raw,
+        staged_rows=unique.height,
+        staged=staged,
+        rejects=pl.concat([invalid, in_file_conflicts]),
+        rows_rejected=validated.rejected_row_count,
+        duplicates_in_file=deduplicated.duplicate_count,
+        conflicts_in_file=deduplicated.conflicts.height,
+        ts_range=ts_range,  # type: ignore[arg-type]
+        days=days,
+    )
+    return prepared, timings
+
+
+def _rejected_rows_frame(
+    prepared: PreparedFile, conflicts_with_history: pl.DataFrame, file: LandingFile, file_id: int
+) -> pl.DataFrame:
+    history_conflicts = conflicts_with_history.select(
+        pl.col(ROW_NUMBER).cast(pl.Int64),
+        pl.lit(None, pl.String).alias("column_name"),
+        pl.lit(
+            "a reading with the same key and different values is already stored; "
+            "the stored reading is kept"
+        ).alias("rule"),
+        pl.lit("conflicting").alias("kind"),
+        pl.col("stored_values"),
+    )
+    rejected = pl.concat(
+        [
+            prepared.rejects.drop("first_row").with_columns(
+                pl.lit(None, pl.String).alias("stored_values")
+            ),
+            history_conflicts,
+        ]
+    )
+    raw_json = raw_values_json(prepared.raw, rejected[ROW_NUMBER])
+    return rejected.join(raw_json, on=ROW_NUMBER, how="left").select(
+        pl.lit(file_id, pl.Int64).alias("file_id"),
+        pl.lit(file.stream).alias("stream"),
+        pl.lit(file.relative_path).alias("source_path"),
+        ROW_NUMBER,
+        "column_name",
+        "kind",
+        "rule",
+        "raw_values",
+        "stored_values",
+    )
+
+
+def ingest_file(
+    conn: Connection,
+    file: LandingFile,
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+) -> FileOutcome:
+    started_wall = time.perf_counter()
+    started_at = datetime.now(UTC)
+    sha256 = sha256_of(file.path)
+    manifest = ManifestRow(
+        stream=stream.name,
+        path=file.relative_path,
+        sha256=sha256,
+        size_bytes=file.size_bytes,
+        status="loaded",
+        started_at=started_at,
+        run_id=run_id,
+    )
+
+    with conn.cursor() as cur:
+        already = find_loaded(cur, stream.name, sha256)
+    conn.rollback()
+    prepared: PreparedFile | None = None
+    timings: dict[str, float] = {}
+    if already is None:
+        try:
+            prepared, timings = prepare_file(file, stream, settings, started_at)
+        except FileRejected as rejected:
+            manifest.status, manifest.error = "quarantined", rejected.reason
+
+    load_started = time.perf_counter()
+    with conn.cursor() as cur:
+        lock_stream(cur, stream.name)
+        # Checked again under the lock: another run may have loaded the same content meanwhile.
+        already = find_loaded(cur, stream.name, sha256)
+        if already is not None:
+            healed = already.path == file.relative_path
+            file_id = already.file_id
+            if not healed:
+                manifest.status = "skipped_duplicate"
+                manifest.error = f"same content as {already.path}, loaded as file {file_id}"
+                file_id = insert_manifest_row(cur, manifest)
+            conn.commit()
+            moved = archive_file(file, settings.landing_dir)
+            if healed:
+                manifest.status = "loaded"
+            return FileOutcome(manifest, file_id, moved, healed=healed)
+        if prepared is None:
+            file_id = insert_manifest_row(cur, manifest)
+            conn.commit()
+            moved = quarantine_file(file, settings.landing_dir, manifest.error or "", sha256)
+            return FileOutcome(manifest, file_id, moved)
+
+        manifest.extra_columns = prepared.raw.extra_columns
+        if prepared.ts_range is not None:
+            manifest.min_ts, manifest.max_ts = prepared.ts_range
+        manifest.days_touched = prepared.days
+        file_id = insert_manifest_row(cur, manifest)
+        ensure_day_partitions(cur, stream, prepared.days)
+        written = write_history(cur, stream, prepared.staged, file_id, prepared.ts_range)
+        crash_point("after_history_insert")
+        write_rejected_rows(cur, _rejected_rows_frame(prepared, written.conflicts, file, file_id))
+        # Counts go in last, together: the table's rows_reconcile constraint checks their sum.
+        manifest.rows_read = prepared.raw.frame.height
+        manifest.rows_loaded = written.loaded
+        manifest.rows_rejected = prepared.rows_rejected
+        manifest.rows_duplicate = prepared.duplicates_in_file + written.duplicate
+        manifest.rows_conflicting = prepared.conflicts_in_file + written.conflicts.height
+        update_counts(cur, file_id, manifest)
+        crash_point("before_commit")
+    conn.commit()
+    timings["load"] = time.perf_counter() - load_started
+    crash_point("after_commit")
+    moved = archive_file(file, settings.landing_dir)
+    return FileOutcome(
+        manifest,
+        file_id,
+        moved,
+        seconds=time.perf_counter() - started_wall,
+        stage_seconds=timings,
+    )
+
+
+def ingest_stream(
+    conn: Connection,
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    only_paths: list[str] | None = None,
+) -> list[FileOutcome]:
+    """Process the stream's waiting files (or only the listed landing-relative paths)."""
+    files = find_waiting_files(
+        settings.landing_dir, stream, settings.settle_seconds, limit=settings.max_files_per_run
+    )
+    if only_paths is not None:
+        wanted = set(only_paths)
+        files = [f for f in files if f.relative_path in wanted]
+    outcomes = []
+    for file in files:
+        try:
+            outcomes.append(ingest_file(conn, file, stream, settings, run_id))
+        except FileNotFoundError:
+            conn.rollback()
+            log.warning("%s disappeared before it was read; skipped", file.relative_path)
+    return outcomes

@@ -1,0 +1,64 @@
+"""Move handled files out of the waiting area: loaded to _archive, unreadable to _quarantine."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from energy_pipelines.landing.discover import LandingFile
+
+ARCHIVE_DIR = "_archive"
+QUARANTINE_DIR = "_quarantine"
+
+
+def _free_destination(destination: Path) -> Path:
+    """Never overwrite an earlier file of the same name: add a counter before the suffix."""
+    if not destination.exists():
+        return destination
+    stem, suffix = destination.name, ""
+    for known in (".csv.gz", ".parquet", ".csv"):
+        if stem.lower().endswith(known):
+            stem, suffix = stem[: -len(known)], stem[-len(known) :]
+            break
+    counter = 1
+    while True:
+        candidate = destination.with_name(f"{stem}.{counter}{suffix}")
+        if not candidate.exists():
+            return candidate
+        counter += 1
+
+
+def _within_stream(file: LandingFile, landing_root: Path) -> Path:
+    # Keep the gateway sub-folders: landing/meter/gw-7/a.csv -> _archive/meter/<day>/gw-7/a.csv
+    return Path(file.relative_path).relative_to(file.stream)
+
+
+def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = None) -> Path:
+    day = (when or datetime.now(UTC)).strftime("%Y-%m-%d")
+    destination = _free_destination(
+        landing_root / ARCHIVE_DIR / file.stream / day / _within_stream(file, landing_root)
+    )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    file.path.rename(destination)
+    return destination
+
+
+def quarantine_file(file: LandingFile, landing_root: Path, reason: str, sha256: str) -> Path:
+    destination = _free_destination(
+        landing_root / QUARANTINE_DIR / file.stream / _within_stream(file, landing_root)
+    )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    file.path.rename(destination)
+    report = {
+        "file": file.relative_path,
+        "stream": file.stream,
+        "error": reason,
+        "sha256": sha256,
+        "size_bytes": file.size_bytes,
+        "quarantined_at": datetime.now(UTC).isoformat(),
+        "what_to_do": "Fix the file at its source and drop the corrected file into landing again.",
+    }
+    error_path = destination.with_name(destination.name + ".error.json")
+    error_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return destination

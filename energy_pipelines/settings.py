@@ -1,0 +1,57 @@
+"""Run-time configuration, read from the environment once and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a number") from exc
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """Bounds a reading must respect; everything outside is quarantined with the rule it broke."""
+
+    max_kwh_per_reading: float = 10_000.0
+    max_future_minutes: float = 10.0
+    min_year: int = 2000
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing_dir: Path
+    # None means: use the embedded PostgreSQL kept under state_dir.
+    database_url: str | None
+    state_dir: Path
+    settle_seconds: float = 5.0
+    max_files_per_run: int = 1000
+    limits: ValidationLimits = field(default_factory=ValidationLimits)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        state_dir = Path(os.environ.get("ENERGY_STATE_DIR", PROJECT_ROOT / ".energy"))
+        return cls(
+            landing_dir=Path(os.environ.get("ENERGY_LANDING_DIR", PROJECT_ROOT / "landing")),
+            database_url=os.environ.get("DATABASE_URL") or None,
+            state_dir=state_dir,
+            settle_seconds=_float_env("ENERGY_SETTLE_SECONDS", 5.0),
+            max_files_per_run=int(_float_env("ENERGY_MAX_FILES_PER_RUN", 1000)),
+            limits=ValidationLimits(
+                max_kwh_per_reading=_float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
+                max_future_minutes=_float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),
+            ),
+        )
+
+    def with_landing_dir(self, landing_dir: Path | str | None) -> Settings:
+        return self if landing_dir is None else replace(self, landing_dir=Path(landing_dir))

@@ -1,0 +1,54 @@
+"""Shape valid rows for the history tables. Pure functions: Polars in, Polars/Arrow out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from energy_pipelines.contract import Stream
+from energy_pipelines.landing.read import ROW_NUMBER
+
+# Arrow types that match the PostgreSQL columns exactly; ADBC's COPY refuses near misses.
+_ARROW_TYPES = {
+    "id": pa.string(),
+    "kwh": pa.float64(),
+    "voltage": pa.float64(),
+    "soc": pa.float64(),
+    "battery_temp": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+@dataclass(frozen=True)
+class DeduplicatedRows:
+    unique: pl.DataFrame
+    duplicate_count: int  # exact repeats of an earlier row of the same file
+    # Rows whose key repeats an earlier row of the file with other values: row_number, first_row.
+    conflicts: pl.DataFrame
+
+
+def deduplicate_within_file(valid: pl.DataFrame, stream: Stream) -> DeduplicatedRows:
+    """Keep the first row of each key. Exact repeats count as duplicates; a repeated key with
+    different values is a conflict, and the first row of the file wins."""
+    key = list(stream.key)
+    distinct = valid.unique(subset=stream.columns, keep="first", maintain_order=True)
+    duplicate_count = valid.height - distinct.height
+    first_row = pl.col(ROW_NUMBER).first().over(key).alias("first_row")
+    with_first = distinct.with_columns(first_row)
+    conflicts = with_first.filter(pl.col(ROW_NUMBER) != pl.col("first_row")).select(
+        ROW_NUMBER, "first_row"
+    )
+    unique = with_first.filter(pl.col(ROW_NUMBER) == pl.col("first_row")).drop("first_row")
+    return DeduplicatedRows(unique=unique, duplicate_count=duplicate_count, conflicts=conflicts)
+
+
+def to_staging_table(unique: pl.DataFrame, stream: Stream) -> pa.Table:
+    """Rows in key order (the primary key index is then filled sequentially), with row_number."""
+    ordered = unique.sort(list(stream.key)).select(*stream.columns, ROW_NUMBER)
+    schema = pa.schema(
+        [pa.field(f.column, _ARROW_TYPES[f.kind], nullable=False) for f in stream.fields]
+        + [pa.field(ROW_NUMBER, pa.int64(), nullable=False)]
+    )
+    return ordered.to_arrow().cast(schema)

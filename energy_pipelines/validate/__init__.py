@@ -1,0 +1,1 @@
+"""Stage 2, validation: type raw columns, check values with Pandera, split valid from rejected."""

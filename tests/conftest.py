@@ -1,0 +1,93 @@
+"""Real PostgreSQL for every test that needs one: the server DATABASE_URL names, else an embedded
+server. Each test gets its own database, cloned from a migrated template, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from energy_pipelines.load.database import connect, embedded_database_url, normalize_url
+from energy_pipelines.load.migrations import upgrade
+from energy_pipelines.settings import Settings
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def _admin_execute(server_url: str, sql: str) -> None:
+    # CREATE/DROP DATABASE cannot take parameters; names here are generated hex, never input.
+    conn = connect(server_url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return normalize_url(url)
+    return embedded_database_url(tmp_path_factory.mktemp("embedded-postgres"))
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    name = f"energy_tmpl_{uuid.uuid4().hex[:12]}"
+    _admin_execute(server_url, f"CREATE DATABASE {name}")
+    conn = connect(with_database(server_url, name))
+    try:
+        upgrade(conn)
+    finally:
+        conn.close()
+    yield name
+    _admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(server_url: str, template_database: str) -> Iterator[str]:
+    name = f"energy_test_{uuid.uuid4().hex[:12]}"
+    _admin_execute(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    yield with_database(server_url, name)
+    _admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    root = tmp_path / "landing"
+    for stream in ("meter", "vehicle", "correlation"):
+        (root / stream).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def settings(landing: Path, database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        landing_dir=landing,
+        database_url=database_url,
+        state_dir=tmp_path / "state",
+        settle_seconds=0.0,
+    )
+
+
+@pytest.fixture
+def db(database_url: str):  # type: ignore[no-untyped-def]
+    conn = connect(database_url)
+    yield conn
+    conn.close()
+
+
+def query(conn, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[no-untyped-def]
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    conn.rollback()
+    return rows

@@ -1,0 +1,170 @@
+"""Loading into a real PostgreSQL: accounting, exactly-once, duplicates and conflicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from energy_pipelines.contract import CORRELATION, METER, VEHICLE
+from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.load.migrations import list_migrations, upgrade
+from energy_pipelines.settings import Settings
+from tests.conftest import query
+from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
+
+COUNTS = "rows_read, rows_loaded, rows_rejected, rows_duplicate, rows_conflicting"
+
+
+def test_migrations_are_recorded_and_applied_once(db) -> None:
+    assert upgrade(db) == []
+    versions = [r[0] for r in query(db, "SELECT version FROM schema_migrations ORDER BY 1")]
+    assert versions == [m.version for m in list_migrations()[1:]]
+
+
+def test_file_rows_are_all_accounted_for(db, settings: Settings, landing: Path) -> None:
+    write_csv(
+        landing,
+        "meter",
+        "gw-1/a.csv",
+        METER_HEADER,
+        [
+            "m-1,0.5,230,2026-02-11T10:30:00Z",
+            "m-1,0.5,230,2026-02-11T10:30:00Z",  # exact repeat: duplicate
+            "m-1,0.7,230,2026-02-11T10:30:00Z",  # same key, other values: conflicting
+            "m-2,-1,230,2026-02-11T10:30:00Z",  # negative kWh: rejected
+            '"O\'Brien; DROP TABLE x;--",0.25,231.5,2026-02-11T12:31:00+02:00',
+        ],
+    )
+    [outcome] = ingest_stream(db, METER, settings, run_id="r1")
+    assert outcome.manifest.status == "loaded"
+    row = query(db, f"SELECT {COUNTS} FROM ingested_files")[0]
+    assert row == (5, 2, 1, 1, 1)
+    history = query(
+        db, "SELECT meter_id, ts::text, kwh_consumed_ac FROM meter_readings_history ORDER BY 1"
+    )
+    assert history == [
+        ("O'Brien; DROP TABLE x;--", "2026-02-11 10:31:00+00", 0.25),
+        ("m-1", "2026-02-11 10:30:00+00", 0.5),
+    ]
+    rejected = query(
+        db, "SELECT row_number, column_name, kind, rule, raw_values FROM rejected_rows ORDER BY 1"
+    )
+    assert [(r[0], r[1], r[2]) for r in rejected] == [
+        (3, None, "conflicting"),
+        (4, "kwhConsumedAc", "invalid"),
+    ]
+    assert "between 0 and 10000" in rejected[1][3]
+    assert json.loads(rejected[1][4])["kwhConsumedAc"] == "-1"
+    assert not (landing / "meter" / "gw-1" / "a.csv").exists()
+    assert len(list((landing / "_archive" / "meter").rglob("gw-1/a.csv"))) == 1
+
+
+def test_same_file_again_and_same_content_under_other_name_load_nothing(
+    db, settings: Settings, landing: Path
+) -> None:
+    path = write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    content = path.read_bytes()
+    ingest_stream(db, METER, settings, run_id="r1")
+    (landing / "meter" / "a.csv").write_bytes(content)
+    (landing / "meter" / "renamed.csv").write_bytes(content)
+    outcomes = ingest_stream(db, METER, settings, run_id="r2")
+    statuses = sorted((o.manifest.path, o.manifest.status, o.healed) for o in outcomes)
+    # a.csv is the same path and content: an archive move that never happened; renamed.csv
+    # is the same content under another name.
+    assert statuses == [
+        ("meter/a.csv", "loaded", True),
+        ("meter/renamed.csv", "skipped_duplicate", False),
+    ]
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+    assert query(db, "SELECT status, count(*) FROM ingested_files GROUP BY 1 ORDER BY 1") == [
+        ("loaded", 1),
+        ("skipped_duplicate", 1),
+    ]
+    assert list((landing / "meter").iterdir()) == []
+
+
+def test_overlapping_files_count_duplicates_and_keep_stored_reading(
+    db, settings: Settings, landing: Path
+) -> None:
+    write_csv(
+        landing,
+        "vehicle",
+        "first.csv",
+        VEHICLE_HEADER,
+        ["v-1,50,1.0,25,2026-02-11T10:00:00Z", "v-1,51,1.0,25,2026-02-11T10:01:00Z"],
+    )
+    ingest_stream(db, VEHICLE, settings, run_id="r1")
+    write_csv(
+        landing,
+        "vehicle",
+        "second.csv",
+        VEHICLE_HEADER,
+        [
+            "v-1,50,1.0,25,2026-02-11T10:00:00Z",  # duplicate of stored
+            "v-1,99,9.9,25,2026-02-11T10:01:00Z",  # conflicts with stored
+            "v-1,52,1.0,25,2026-02-12T00:00:00Z",  # new, next day
+        ],
+    )
+    [outcome] = ingest_stream(db, VEHICLE, settings, run_id="r2")
+    m = outcome.manifest
+    assert (m.rows_read, m.rows_loaded, m.rows_duplicate, m.rows_conflicting) == (3, 1, 1, 1)
+    assert query(
+        db, "SELECT soc FROM vehicle_readings_history WHERE ts = '2026-02-11T10:01:00Z'"
+    ) == [(51.0,)]
+    [(stored, raw)] = query(
+        db, "SELECT stored_values, raw_values FROM rejected_rows WHERE kind = 'conflicting'"
+    )
+    assert json.loads(stored)["soc"] == 51.0
+    assert json.loads(raw)["soc"] == "99"
+    partitions = query(
+        db,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'vehicle_readings_history'::regclass ORDER BY 1",
+    )
+    assert partitions == [
+        ("vehicle_readings_history_p20260211",),
+        ("vehicle_readings_history_p20260212",),
+    ]
+
+
+def test_correlation_pairs_load_once(db, settings: Settings, landing: Path) -> None:
+    write_csv(landing, "correlation", "c1.csv", "meterId,vehicleId", ["m-1,v-1", "m-2,v-1"])
+    ingest_stream(db, CORRELATION, settings, run_id="r1")
+    write_csv(landing, "correlation", "c2.csv", "meter_id,vehicle_id", ["m-1,v-1", "m-3,v-3"])
+    [outcome] = ingest_stream(db, CORRELATION, settings, run_id="r2")
+    assert (outcome.manifest.rows_loaded, outcome.manifest.rows_duplicate) == (1, 1)
+    assert query(db, "SELECT count(*) FROM meter_vehicle_correlation") == [(3,)]
+
+
+def test_unreadable_file_is_quarantined_with_reason(db, settings: Settings, landing: Path) -> None:
+    write_csv(
+        landing, "meter", "gw/semi.csv", "meterId;kwhConsumedAc;voltage;timestamp", ["m;1;2;3"]
+    )
+    (landing / "meter" / "broken.parquet").write_bytes(b"PAR1 not really parquet")
+    write_csv(landing, "meter", "good.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    outcomes = ingest_stream(db, METER, settings, run_id="r1")
+    assert sorted((o.manifest.path, o.manifest.status) for o in outcomes) == [
+        ("meter/broken.parquet", "quarantined"),
+        ("meter/good.csv", "loaded"),
+        ("meter/gw/semi.csv", "quarantined"),
+    ]
+    report = json.loads(
+        (landing / "_quarantine" / "meter" / "gw" / "semi.csv.error.json").read_text()
+    )
+    assert "semicolon" in report["error"]
+    assert (landing / "_quarantine" / "meter" / "broken.parquet").exists()
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+
+
+def test_file_copied_back_after_archive_is_not_loaded_twice(
+    db, settings: Settings, landing: Path
+) -> None:
+    path = write_csv(landing, "meter", "x.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    content = path.read_bytes()
+    ingest_stream(db, METER, settings, run_id="r1")
+    shutil.rmtree(landing / "_archive")
+    path.write_bytes(content)
+    [outcome] = ingest_stream(db, METER, settings, run_id="r2")
+    assert outcome.healed
+    assert query(db, "SELECT count(*) FROM ingested_files") == [(1,)]
