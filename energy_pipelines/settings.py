@@ -37,6 +37,12 @@ class Settings:
     settle_seconds: float = 5.0
     max_files_per_run: int = 1000
     limits: ValidationLimits = field(default_factory=ValidationLimits)
+    # Daily efficiency below this ratio is flagged fault_suspected.
+    fault_threshold: float = 0.85
+    # The freshness check fails when the newest reading is older than this.
+    freshness_minutes: float = 60.0
+    # First UTC day of the daily partitions in Dagster.
+    first_day: str = "2020-01-01"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +53,9 @@ class Settings:
             state_dir=state_dir,
             settle_seconds=_float_env("ENERGY_SETTLE_SECONDS", 5.0),
             max_files_per_run=int(_float_env("ENERGY_MAX_FILES_PER_RUN", 1000)),
+            fault_threshold=_float_env("ENERGY_FAULT_THRESHOLD", 0.85),
+            freshness_minutes=_float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
+            first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),
             limits=ValidationLimits(
                 max_kwh_per_reading=_float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
                 max_future_minutes=_float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),

@@ -1,9 +1,12 @@
 """Dagster definitions: thin wiring around the stage functions. `dagster dev -w workspace.yaml`."""
 
-from __future__ import annotations
-
 import dagster as dg
 
+from energy_pipelines.defs.analytics.assets import DAILY_ASSETS
+from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
+from energy_pipelines.defs.analytics.sensors import build_daily_sensor
+from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
+from energy_pipelines.defs.hot_store.checks import STATUS_CHECKS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.ingestion.checks import RECONCILE_CHECKS
 from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
@@ -11,14 +14,21 @@ from energy_pipelines.defs.resources import EnergyStorage
 
 ingest_job = dg.define_asset_job(
     name="ingest_job",
-    selection=dg.AssetSelection.assets(*HISTORY_ASSETS.values()),
-    description="Load every settled landing file into history, exactly once.",
+    selection=dg.AssetSelection.assets(*HISTORY_ASSETS.values(), *STATUS_ASSETS.values()),
+    description="Load every settled landing file into history exactly once, then refresh status.",
+)
+
+daily_analytics_job = dg.define_asset_job(
+    name="daily_analytics_job",
+    selection=dg.AssetSelection.assets(*DAILY_ASSETS),
+    partitions_def=DAILY_PARTITIONS,
+    description="Recompute one UTC day of daily_vehicle_efficiency and daily_meter_usage.",
 )
 
 defs = dg.Definitions(
-    assets=list(HISTORY_ASSETS.values()),
-    asset_checks=RECONCILE_CHECKS,
-    jobs=[ingest_job],
-    sensors=[build_landing_sensor(ingest_job)],
+    assets=[*HISTORY_ASSETS.values(), *STATUS_ASSETS.values(), *DAILY_ASSETS],
+    asset_checks=[*RECONCILE_CHECKS, *STATUS_CHECKS],
+    jobs=[ingest_job, daily_analytics_job],
+    sensors=[build_landing_sensor(ingest_job), build_daily_sensor(daily_analytics_job)],
     resources={"energy": EnergyStorage()},
 )

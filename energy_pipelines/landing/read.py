@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.landing.discover import LandingFile
 from energy_pipelines.landing.errors import FileRejected
 
 ROW_NUMBER = "row_number"
+_DUPLICATED_HEADER = re.compile(r"_duplicated_\d+$")
 
 # Parquet types a contract column may arrive in; anything else rejects the file.
 _NUMERIC = (
@@ -49,11 +54,39 @@ class RawFile:
     extra_columns: list[str]
 
 
+def _first_line(file: LandingFile) -> bytes:
+    opener = gzip.open if file.format == "csv.gz" else open
+    try:
+        with opener(file.path, "rb") as handle:
+            return handle.readline(64 * 1024)
+    except (OSError, EOFError) as exc:
+        raise FileRejected(f"the file cannot be read: {exc}") from exc
+
+
+def _check_header_encoding(file: LandingFile) -> None:
+    """Polars decodes the header leniently, so the header's encoding is checked here."""
+    header = _first_line(file)
+    if header.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileRejected("the file is UTF-16 text: save it as UTF-8 (a byte-order mark is fine)")
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(
+            "the header row is not valid UTF-8 text: save the file as UTF-8"
+        ) from exc
+
+
+def _polars_failure(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _read_csv(file: LandingFile) -> pl.DataFrame:
+    _check_header_encoding(file)
     try:
         # Every column as text: typing is the validation stage's job, and raw text is what a
         # quarantined row must show.
-        return pl.read_csv(
+        frame = pl.read_csv(
             file.path,
             infer_schema=False,
             encoding="utf8",
@@ -62,23 +95,49 @@ def _read_csv(file: LandingFile) -> pl.DataFrame:
         )
     except pl.exceptions.NoDataError as exc:
         raise FileRejected("the file is empty: expected a header row and readings") from exc
-    except (pl.exceptions.ComputeError, OSError, UnicodeDecodeError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # polars panics derive from BaseException
+        message = _polars_failure(exc)
         if "utf-8" in message.lower() or "utf8" in message.lower():
             raise FileRejected(
                 "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
             ) from exc
         raise FileRejected(f"the file is not readable as comma-separated CSV: {message}") from exc
+    repeated = [c for c in frame.columns if _DUPLICATED_HEADER.search(c)]
+    if repeated:
+        names = sorted({_DUPLICATED_HEADER.sub("", c) for c in repeated})
+        raise FileRejected(f"column(s) {', '.join(names)} appear more than once in the header")
+    return frame
+
+
+def _normalize_arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        # pandas' category columns: the values are still text (or numbers).
+        return _normalize_arrow_column(column.cast(kind.value_type))
+    if pa.types.is_timestamp(kind) and kind.tz is not None and kind.tz not in ("UTC", "+00:00"):
+        # Polars cannot parse offsets like +05:30; the instant is the same in UTC.
+        return column.cast(pa.timestamp(kind.unit, tz="UTC"))
+    return column
 
 
 def _read_parquet(file: LandingFile) -> pl.DataFrame:
     try:
-        return pl.read_parquet(file.path)
-    except Exception as exc:  # pyarrow and polars raise many types for corrupt files
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        table = pq.read_table(file.path)
+        table = pa.table(
+            {name: _normalize_arrow_column(table[name]) for name in table.column_names}
+        )
+        frame = pl.from_arrow(table, rechunk=False)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # pyarrow and polars raise many types for corrupt files
         raise FileRejected(
-            f"the file is not a readable Parquet file (truncated or corrupt?): {message}"
+            "the file is not a readable Parquet file (truncated or corrupt?): "
+            + _polars_failure(exc)
         ) from exc
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _map_columns(headers: list[str], stream: Stream) -> tuple[dict[str, str], list[str]]:
@@ -128,9 +187,13 @@ def read_landing_file(file: LandingFile, stream: Stream) -> RawFile:
     mapping, extra = _map_columns(frame.columns, stream)
     if file.format == "parquet":
         _check_parquet_types(frame, mapping, stream)
-    renamed = frame.select(
-        [pl.col(header).alias(column) for column, header in mapping.items()]
-    ).with_row_index(ROW_NUMBER, offset=1)
+    renamed = frame.with_row_index(ROW_NUMBER, offset=1)
+    if file.format != "parquet" and frame.width:
+        # A blank line is no record (row numbers still count it, to match the file).
+        renamed = renamed.filter(~pl.all_horizontal(pl.exclude(ROW_NUMBER).is_null()))
+    renamed = renamed.select(
+        ROW_NUMBER, *[pl.col(header).alias(column) for column, header in mapping.items()]
+    )
     return RawFile(
         frame=renamed.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64)),
         source_names=mapping,

@@ -46,7 +46,13 @@ def deduplicate_within_file(valid: pl.DataFrame, stream: Stream) -> Deduplicated
 
 def to_staging_table(unique: pl.DataFrame, stream: Stream) -> pa.Table:
     """Rows in key order (the primary key index is then filled sequentially), with row_number."""
-    ordered = unique.sort(list(stream.key)).select(*stream.columns, ROW_NUMBER)
+    # -0.0 + 0.0 is 0.0: a "-0" reading is stored as 0, not as PostgreSQL's -0.
+    floats = [f.column for f in stream.fields if _ARROW_TYPES[f.kind] == pa.float64()]
+    ordered = (
+        unique.sort(list(stream.key))
+        .select(*stream.columns, ROW_NUMBER)
+        .with_columns(pl.col(c) + 0.0 for c in floats)
+    )
     schema = pa.schema(
         [pa.field(f.column, _ARROW_TYPES[f.kind], nullable=False) for f in stream.fields]
         + [pa.field(ROW_NUMBER, pa.int64(), nullable=False)]

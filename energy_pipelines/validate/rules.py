@@ -69,10 +69,9 @@ def _typing_failure(field: Field, dtype: pl.DataType) -> pl.Expr:
     raw = pl.col(field.column)
     typed = pl.col(f"__typed_{field.column}")
     is_blank = raw.is_null()
-    if dtype == pl.String:
-        # A blank id is text all the same: the Pandera check names the rule it breaks.
-        blank_text = raw == "" if field.kind == "id" else raw.str.strip_chars() == ""
-        is_blank = is_blank | blank_text
+    # A blank id is text all the same: the Pandera check names the rule it breaks.
+    if dtype == pl.String and field.kind != "id":
+        is_blank = is_blank | (raw.str.strip_chars() == "")
     if field.kind == "timestamp":
         unparseable = (
             "is not a valid ISO-8601 timestamp with date and time "

@@ -1,0 +1,1 @@
+"""Dagster wiring of the analytics group: daily partitioned tables and the late-data sensor."""

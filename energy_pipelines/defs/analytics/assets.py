@@ -1,0 +1,89 @@
+"""Daily efficiency per vehicle and usage per meter, one UTC day per partition."""
+
+from datetime import date
+
+import dagster as dg
+
+from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
+from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
+from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
+from energy_pipelines.defs.resources import EnergyStorage
+
+ANALYTICS_GROUP = "analytics"
+FLEET_FAULTS_CHECK = "fleet_faults"
+
+
+@dg.asset(
+    name="daily_vehicle_efficiency",
+    group_name=ANALYTICS_GROUP,
+    partitions_def=DAILY_PARTITIONS,
+    deps=[HISTORY_ASSETS["vehicle"], HISTORY_ASSETS["meter"], HISTORY_ASSETS["correlation"]],
+    kinds={"postgres"},
+    description=(
+        "Per UTC day and vehicle: DC delivered / AC consumed by its paired meters, with a "
+        "status (normal, fault_suspected, implausible, no_ac_data, uncorrelated). "
+        "A day is replaced atomically."
+    ),
+    code_version="1",
+    owners=["team:analytics"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            FLEET_FAULTS_CHECK,
+            asset="daily_vehicle_efficiency",
+            description="Warns and lists vehicles with fault_suspected or implausible status.",
+        )
+    ],
+)
+def daily_vehicle_efficiency(
+    context: dg.AssetExecutionContext, energy: EnergyStorage
+) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    with energy.connection() as conn:
+        result = materialize_vehicle_day(conn, day, energy.settings().fault_threshold)
+    flagged_md = "\n".join(
+        f"| {vehicle} | {status} | {'' if ratio is None else f'{ratio:.4f}'} |"
+        for vehicle, status, ratio in result.flagged[:50]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.rows,
+            **{f"status_{k}": v for k, v in sorted(result.status_counts.items())},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=FLEET_FAULTS_CHECK,
+                passed=not result.flagged,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "flagged_vehicles": len(result.flagged),
+                    "vehicles (first 50)": dg.MetadataValue.md(
+                        "| vehicle | status | ratio |\n|---|---|---|\n" + flagged_md
+                        if flagged_md
+                        else "none"
+                    ),
+                },
+            )
+        ],
+    )
+
+
+@dg.asset(
+    name="daily_meter_usage",
+    group_name=ANALYTICS_GROUP,
+    partitions_def=DAILY_PARTITIONS,
+    deps=[HISTORY_ASSETS["meter"]],
+    kinds={"postgres"},
+    description="Per UTC day and meter: AC consumed, voltage average/min/max, reading count.",
+    code_version="1",
+    owners=["team:analytics"],
+)
+def daily_meter_usage(
+    context: dg.AssetExecutionContext, energy: EnergyStorage
+) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    with energy.connection() as conn:
+        rows = materialize_meter_day(conn, day)
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+
+
+DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage]

@@ -1,0 +1,1 @@
+"""Dagster wiring of the hot_store group: current status per device and its checks."""

@@ -1,0 +1,360 @@
+"""Hot status, daily efficiency and the 24-hour summary, against hand-computed expectations."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from energy_pipelines.analytics.daily import (
+    advance_daily_watermark,
+    materialize_meter_day,
+    materialize_vehicle_day,
+    pending_days,
+)
+from energy_pipelines.analytics.performance import UnknownVehicle, vehicle_performance
+from energy_pipelines.contract import CORRELATION, METER, VEHICLE
+from energy_pipelines.hot_status.refresh import refresh_status
+from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.load.database import connect
+from energy_pipelines.settings import Settings
+from tests.conftest import query
+from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
+
+DAY = date(2026, 2, 11)
+_counter = iter(range(10_000))
+
+
+def load(db, settings: Settings, stream: str, rows: list[str]) -> None:  # type: ignore[no-untyped-def]
+    header = {"meter": METER_HEADER, "vehicle": VEHICLE_HEADER}.get(stream, "meterId,vehicleId")
+    write_csv(settings.landing_dir, stream, f"f{next(_counter)}.csv", header, rows)
+    contract = {"meter": METER, "vehicle": VEHICLE, "correlation": CORRELATION}[stream]
+    [outcome] = ingest_stream(db, contract, settings, run_id="test")
+    assert outcome.manifest.status == "loaded"
+
+
+def meter(meter_id: str, kwh: float, ts: str) -> str:
+    return f"{meter_id},{kwh},230,{ts}"
+
+
+def vehicle(vehicle_id: str, dc: float, ts: str, soc: float = 50, temp: float = 25) -> str:
+    return f"{vehicle_id},{soc},{dc},{temp},{ts}"
+
+
+def test_late_file_never_moves_status_back_and_refresh_is_idempotent(db, settings) -> None:
+    load(db, settings, "vehicle", [vehicle("v-1", 0.1, "2026-02-11T10:05:00Z", soc=60)])
+    first = refresh_status(db, VEHICLE)
+    assert (first.files, first.devices_changed) == (1, 1)
+    load(
+        db,
+        settings,
+        "vehicle",
+        [
+            vehicle("v-1", 0.1, "2026-02-11T10:00:00Z", soc=50),  # older than the status
+            vehicle("v-2", 0.1, "2026-02-11T09:00:00Z", soc=10),
+        ],
+    )
+    second = refresh_status(db, VEHICLE)
+    assert (second.files, second.devices_seen, second.devices_changed) == (1, 2, 1)
+    assert query(db, "SELECT vehicle_id, ts::text, soc FROM vehicle_current_status ORDER BY 1") == [
+        ("v-1", "2026-02-11 10:05:00+00", 60.0),
+        ("v-2", "2026-02-11 09:00:00+00", 10.0),
+    ]
+    again = refresh_status(db, VEHICLE)
+    assert (again.files, again.devices_changed) == (0, 0)
+    load(db, settings, "vehicle", [vehicle("v-1", 0.2, "2026-02-11T11:00:00Z", soc=70)])
+    refresh_status(db, VEHICLE)
+    assert query(db, "SELECT soc FROM vehicle_current_status WHERE vehicle_id = 'v-1'") == [(70.0,)]
+
+
+def _fleet_day(db, settings) -> None:  # type: ignore[no-untyped-def]
+    t1, t2 = "2026-02-11T00:00:00Z", "2026-02-11T23:59:00Z"
+    load(
+        db,
+        settings,
+        "correlation",
+        [
+            "m-1,v-1",
+            "m-2,v-2",
+            "m-3,v-3",
+            "m-4,v-4",
+            "m-6,v-6",
+            "m-6,v-7",
+            "m-8a,v-8",
+            "m-8b,v-8",
+            "m-9,v-9",
+        ],
+    )
+    load(
+        db,
+        settings,
+        "meter",
+        [
+            meter("m-1", 1.0, t1),
+            meter("m-1", 1.0, t2),
+            meter("m-1", 5.0, "2026-02-12T00:00:00Z"),  # next day
+            meter("m-2", 1.0, t1),
+            meter("m-3", 1.0, t1),
+            meter("m-6", 1.0, t1),
+            meter("m-8a", 1.0, t1),
+            meter("m-8b", 1.0, t2),
+            meter("m-9", 1.0, t1),
+        ],
+    )
+    load(
+        db,
+        settings,
+        "vehicle",
+        [
+            vehicle("v-1", 0.9, t1, temp=20),
+            vehicle("v-1", 0.9, t2, temp=30),
+            vehicle("v-1", 9.0, "2026-02-12T00:00:00Z"),
+            vehicle("v-2", 0.8, t1),
+            vehicle("v-3", 1.2, t1),
+            vehicle("v-4", 0.5, t1),
+            vehicle("v-5", 0.5, t1),
+            vehicle("v-6", 0.9, t1),
+            vehicle("v-7", 0.5, t1),
+            vehicle("v-8", 1.7, t1),
+            vehicle("v-9", 1.0, t1),
+        ],
+    )
+
+
+def test_daily_efficiency_statuses_by_hand(db, settings: Settings) -> None:
+    _fleet_day(db, settings)
+    result = materialize_vehicle_day(db, DAY, fault_threshold=0.85)
+    rows = {
+        r[0]: r[1:]
+        for r in query(
+            db,
+            "SELECT vehicle_id, total_kwh_delivered_dc, total_kwh_consumed_ac, efficiency_ratio,"
+            " avg_battery_temp, vehicle_record_count, meter_record_count, meter_ids,"
+            " shared_meter, status FROM daily_vehicle_efficiency WHERE day = $1",
+            (DAY,),
+        )
+    }
+    assert result.rows == len(rows) == 9
+    dc, ac, ratio, temp, n_vehicle, n_meter, _meters, shared, status = rows["v-1"]
+    assert (dc, ac, temp, n_vehicle, n_meter, shared, status) == (
+        pytest.approx(1.8),
+        2.0,
+        25.0,
+        2,
+        2,
+        False,
+        "normal",
+    )
+    assert ratio == pytest.approx(0.9)
+    expected = {
+        "v-2": ("fault_suspected", 0.8, False),
+        "v-3": ("implausible", 1.2, False),
+        "v-4": ("no_ac_data", None, False),
+        "v-5": ("uncorrelated", None, False),
+        "v-6": ("normal", 0.9, True),
+        "v-7": ("fault_suspected", 0.5, True),
+        "v-8": ("normal", 0.85, False),  # the threshold itself is normal
+        "v-9": ("normal", 1.0, False),  # so is exactly 1.0
+    }
+    for vehicle_id, (want_status, want_ratio, want_shared) in expected.items():
+        got = rows[vehicle_id]
+        assert got[8] == want_status, vehicle_id
+        assert got[2] == (None if want_ratio is None else pytest.approx(want_ratio)), vehicle_id
+        assert got[7] is want_shared, vehicle_id
+    assert rows["v-4"][1] == 0.0 and rows["v-4"][5] == 0  # paired, but the meter sent nothing
+    assert rows["v-5"][1] is None and rows["v-5"][6] == []  # no meter paired
+    assert rows["v-8"][6] == ["m-8a", "m-8b"] and rows["v-8"][1] == 2.0
+    assert sorted(v for v, _s, _r in result.flagged) == ["v-2", "v-3", "v-7"]
+
+    # A stricter threshold is configuration, not code.
+    materialize_vehicle_day(db, DAY, fault_threshold=0.95)
+    assert query(
+        db,
+        "SELECT status FROM daily_vehicle_efficiency WHERE day = $1 AND vehicle_id = 'v-1'",
+        (DAY,),
+    ) == [("fault_suspected",)]
+
+    assert materialize_meter_day(db, DAY) == 7
+    assert query(
+        db,
+        "SELECT total_kwh_consumed_ac, avg_voltage, min_voltage, max_voltage, record_count"
+        " FROM daily_meter_usage WHERE day = $1 AND meter_id = 'm-1'",
+        (DAY,),
+    ) == [(2.0, 230.0, 230.0, 230.0, 2)]
+
+
+def test_late_files_and_new_pairings_mark_their_days_stale(db, settings: Settings) -> None:
+    load(db, settings, "vehicle", [vehicle("v-10", 0.9, "2026-02-10T08:00:00Z")])
+    load(db, settings, "meter", [meter("m-10", 1.0, "2026-02-10T08:00:00Z")])
+    pending = pending_days(db)
+    assert pending.days == [date(2026, 2, 10)]
+    materialize_vehicle_day(db, date(2026, 2, 10), 0.85)
+    materialize_meter_day(db, date(2026, 2, 10))
+    advance_daily_watermark(db, pending)
+    assert pending_days(db).days == []
+    status = (
+        "SELECT status, efficiency_ratio FROM daily_vehicle_efficiency WHERE vehicle_id = 'v-10'"
+    )
+    assert query(db, status) == [("uncorrelated", None)]
+
+    # The pairing arrives after the readings: the day is recomputed with it.
+    load(db, settings, "correlation", ["m-10,v-10"])
+    pending = pending_days(db)
+    assert pending.days == [date(2026, 2, 10)]
+    materialize_vehicle_day(db, date(2026, 2, 10), 0.85)
+    advance_daily_watermark(db, pending)
+    assert query(db, status) == [("normal", pytest.approx(0.9))]
+
+    # A late meter file for that day corrects it.
+    load(db, settings, "meter", [meter("m-10", 0.2, "2026-02-10T09:00:00Z")])
+    pending = pending_days(db)
+    assert pending.days == [date(2026, 2, 10)]
+    materialize_vehicle_day(db, date(2026, 2, 10), 0.85)
+    assert query(db, status) == [("fault_suspected", pytest.approx(0.9 / 1.2))]
+
+
+def test_performance_window_edges_and_rounding(db, settings: Settings) -> None:
+    load(db, settings, "correlation", ["m-1,v-1", "m-2,v-1"])
+    load(
+        db,
+        settings,
+        "meter",
+        [
+            meter("m-1", 100.0, "2026-02-11T00:00:00Z"),  # exactly as_of - 24 h: outside
+            meter("m-1", 1.0, "2026-02-11T12:00:00Z"),
+            meter("m-2", 2.0, "2026-02-12T00:00:00Z"),  # exactly as_of: inside
+        ],
+    )
+    load(
+        db,
+        settings,
+        "vehicle",
+        [
+            vehicle("v-1", 50.0, "2026-02-11T00:00:00Z", temp=99),
+            vehicle("v-1", 1.0, "2026-02-11T12:00:00Z", temp=20.004),
+            vehicle("v-1", 1.0, "2026-02-12T00:00:00Z", temp=21.0),
+            vehicle("v-1", 7.0, "2026-02-12T00:00:01Z"),  # after as_of
+        ],
+    )
+    summary = vehicle_performance(db, "v-1", datetime(2026, 2, 12, tzinfo=UTC))
+    assert summary == {
+        "vehicleId": "v-1",
+        "period": "24 hours",
+        "totalKwhConsumedAc": 3.0,
+        "totalKwhDeliveredDc": 2.0,
+        "efficiencyRatio": 0.6667,
+        "averageBatteryTemp": 20.5,
+        "recordCount": 2,
+        "status": "fault_suspected",
+        "window": {"start": "2026-02-11T00:00:00Z", "end": "2026-02-12T00:00:00Z"},
+    }
+    with pytest.raises(UnknownVehicle):
+        vehicle_performance(db, "v-404", datetime(2026, 2, 12, tzinfo=UTC))
+
+
+def test_performance_uses_primary_key_and_partition_pruning(db, settings: Settings) -> None:
+    days = ["2026-02-08", "2026-02-09", "2026-02-10", "2026-02-11", "2026-02-12"]
+    load(db, settings, "correlation", ["m-1,v-1"])
+    load(db, settings, "meter", [meter("m-1", 1.0, f"{d}T12:00:00Z") for d in days])
+    load(db, settings, "vehicle", [vehicle("v-1", 0.9, f"{d}T12:00:00Z") for d in days])
+    # ADBC wraps result-returning statements in COPY, which refuses EXPLAIN: run it in plpgsql.
+    with db.cursor() as cur:
+        cur.execute(
+            "CREATE FUNCTION pg_temp.explain_json(q text) RETURNS text LANGUAGE plpgsql AS $$"
+            " DECLARE plan json; BEGIN EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO plan;"
+            " RETURN plan::text; END $$"
+        )
+        cur.execute(
+            "SELECT pg_temp.explain_json($1)",
+            ("SELECT * FROM vehicle_performance_24h('v-1', '2026-02-12T06:00Z')",),
+        )
+        plan = json.loads(cur.fetchone()[0])
+    db.rollback()
+    nodes = list(_walk(plan))
+    scanned = {n["Relation Name"] for n in nodes if "_p2026" in n.get("Relation Name", "")}
+    # Only the two day partitions the window (2026-02-11 06:00, 2026-02-12 06:00] overlaps.
+    assert scanned == {
+        "meter_readings_history_p20260211",
+        "meter_readings_history_p20260212",
+        "vehicle_readings_history_p20260211",
+        "vehicle_readings_history_p20260212",
+    }
+    history_scans = {
+        n["Node Type"] for n in nodes if "_readings_history_p" in n.get("Relation Name", "")
+    }
+    assert history_scans <= {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
+    assert any(n.get("Index Name", "").endswith("_pkey") for n in nodes)
+
+
+def _walk(node):  # type: ignore[no-untyped-def]
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_cli_performance_prints_json_and_exits_2_for_unknown(db, settings, database_url) -> None:
+    load(db, settings, "correlation", ["m-1,v-1"])
+    load(db, settings, "meter", [meter("m-1", 1.0, "2026-02-11T12:00:00Z")])
+    load(db, settings, "vehicle", [vehicle("v-1", 0.9, "2026-02-11T12:00:00Z")])
+    env = {**os.environ, "DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "energy_pipelines.cli", "performance"]
+    done = subprocess.run(
+        [*command, "v-1", "--as-of", "2026-02-12T00:00:00Z"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed == vehicle_performance(db, "v-1", datetime(2026, 2, 12, tzinfo=UTC))
+    assert printed["efficiencyRatio"] == 0.9
+    unknown = subprocess.run(
+        [*command, "v-404"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert unknown.returncode == 2
+    assert "v-404" in unknown.stderr and "unknown" in unknown.stderr
+
+
+def _as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.split("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def test_analyst_role_reads_but_cannot_write(db, settings, database_url: str) -> None:
+    load(db, settings, "vehicle", [vehicle("v-1", 0.9, "2026-02-11T12:00:00Z")])
+    materialize_vehicle_day(db, DAY, 0.85)
+    analyst = connect(_as_user(database_url, "energy_analyst"))
+    try:
+        with analyst.cursor() as cur:
+            cur.execute("SELECT current_user, count(*) FROM vehicle_readings_history")
+            assert cur.fetchone() == ("energy_analyst", 1)
+            cur.execute("SELECT vehicle_id, status FROM v_fleet_efficiency_latest")
+            assert cur.fetchall() == [("v-1", "uncorrelated")]
+        analyst.rollback()
+        for statement in (
+            "INSERT INTO meter_vehicle_correlation (meter_id, vehicle_id, file_id)"
+            " VALUES ('m', 'v', 1)",
+            "DELETE FROM vehicle_readings_history",
+            "UPDATE daily_vehicle_efficiency SET status = 'normal'",
+            "CREATE TABLE analyst_scratch (x int)",
+            "DROP TABLE rejected_rows",
+        ):
+            with (
+                pytest.raises(Exception, match=r"permission denied|must be owner"),
+                analyst.cursor() as cur,
+            ):
+                cur.execute(statement)
+            analyst.rollback()
+    finally:
+        analyst.close()
