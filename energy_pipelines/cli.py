@@ -157,7 +157,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     summary = simulate(
         Path(args.out),
         meters=args.meters,
-        vehicles=args.vehicles,
+        vehicles=args.vehicles if args.vehicles is not None else args.meters,
         start=start,
         minutes=args.minutes,
         file_format=args.format,
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_simulation_options(p: argparse.ArgumentParser, meters: int, minutes: int) -> None:
         p.add_argument("--meters", type=int, default=meters)
-        p.add_argument("--vehicles", type=int, default=meters)
+        p.add_argument("--vehicles", type=int, help="default: as many as --meters")
         p.add_argument("--start", help="first timestamp, ISO-8601 (default: yesterday 00:00 UTC)")
         p.add_argument("--minutes", type=int, default=minutes)
         p.add_argument("--format", choices=("parquet", "csv"), default="parquet")

@@ -248,5 +248,5 @@ def ingest_stream(
             outcomes.append(ingest_file(conn, file, stream, settings, run_id))
         except FileNotFoundError:
             conn.rollback()
-            log.warning("%s disappeared before it was read; skipped", file.relative_path)
+            log.info("%s was already handled by another run; skipped", file.relative_path)
     return outcomes

@@ -76,7 +76,16 @@ def test_ingest_fails_with_a_clear_message_when_database_is_unreachable(
     assert (landing / "meter" / "gw-0" / "m.csv").exists()
 
 
-@pytest.mark.parametrize("point", ["after_history_insert", "before_commit", "after_commit"])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after_history_insert",
+        "before_commit",
+        "after_commit",
+        "hot_status_before_commit",
+        "daily_before_commit",
+    ],
+)
 def test_kill_9_at_a_crash_point_then_rerun_loads_everything_once(
     db, env: dict, landing: Path, point: str
 ) -> None:
@@ -97,6 +106,16 @@ def test_kill_9_at_a_crash_point_then_rerun_loads_everything_once(
     assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(40,)]
     assert query(db, "SELECT count(*) FROM ingested_files WHERE status <> 'loaded'") == [(0,)]
     assert not list((landing / "meter").rglob("*.csv"))
+    # Downstream tables are healed by the rerun too.
+    assert query(db, "SELECT meter_id, ts::text FROM meter_current_status ORDER BY 1") == [
+        ("m-0", "2026-02-11 10:19:00+00"),
+        ("m-1", "2026-02-11 10:19:00+00"),
+    ]
+    assert query(db, "SELECT count(*) FROM vehicle_current_status") == [(2,)]
+    assert query(
+        db, "SELECT day::text, vehicle_id, status FROM daily_vehicle_efficiency ORDER BY 2"
+    ) == [("2026-02-11", "v-0", "uncorrelated"), ("2026-02-11", "v-1", "uncorrelated")]
+    assert query(db, "SELECT count(*) FROM daily_meter_usage") == [(2,)]
 
 
 @pytest.mark.parametrize("processes", [2, 4])

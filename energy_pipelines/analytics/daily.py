@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
@@ -72,9 +73,15 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def _lock_day(cur: Any, table: str, day: date) -> None:
+    """Two runs materializing the same day take turns instead of colliding on the key."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (f"{table}:{day.isoformat()}",))
+
+
 def materialize_vehicle_day(conn: Connection, day: date, fault_threshold: float) -> DayResult:
     start, end = day_bounds(day)
     with conn.cursor() as cur:
+        _lock_day(cur, "daily_vehicle_efficiency", day)
         cur.execute("DELETE FROM daily_vehicle_efficiency WHERE day = $1", (day,))
         cur.execute(_VEHICLE_DAY_SQL, (day, start, end, fault_threshold))
         crash_point("daily_before_commit")
@@ -97,6 +104,7 @@ def materialize_vehicle_day(conn: Connection, day: date, fault_threshold: float)
 def materialize_meter_day(conn: Connection, day: date) -> int:
     start, end = day_bounds(day)
     with conn.cursor() as cur:
+        _lock_day(cur, "daily_meter_usage", day)
         cur.execute("DELETE FROM daily_meter_usage WHERE day = $1", (day,))
         cur.execute(_METER_DAY_SQL, (day, start, end))
         cur.execute("SELECT count(*) FROM daily_meter_usage WHERE day = $1", (day,))
