@@ -79,6 +79,17 @@ def settings(landing: Path, database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def env(database_url: str, landing: Path) -> dict[str, str]:
+    """Environment for running the CLI as a subprocess against this test's database."""
+    variables = dict(os.environ)
+    variables.pop("ENERGY_CRASH_AT", None)
+    variables.update(
+        DATABASE_URL=database_url, ENERGY_LANDING_DIR=str(landing), ENERGY_SETTLE_SECONDS="0"
+    )
+    return variables
+
+
+@pytest.fixture
 def db(database_url: str):  # type: ignore[no-untyped-def]
     conn = connect(database_url)
     yield conn

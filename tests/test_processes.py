@@ -25,16 +25,6 @@ def cli(
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
 
 
-@pytest.fixture
-def env(database_url: str, landing: Path) -> dict[str, str]:
-    variables = dict(os.environ)
-    variables.pop("ENERGY_CRASH_AT", None)
-    variables.update(
-        DATABASE_URL=database_url, ENERGY_LANDING_DIR=str(landing), ENERGY_SETTLE_SECONDS="0"
-    )
-    return variables
-
-
 def _write_files(landing: Path, count: int) -> None:
     for i in range(count):
         write_csv(
