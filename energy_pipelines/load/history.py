@@ -14,6 +14,7 @@ from energy_pipelines.contract import Stream
 
 STAGING_TABLE = "staging_rows"
 REJECT_STAGING_TABLE = "staging_rejected_rows"
+_NO_CONFLICTS = pl.DataFrame(schema={"row_number": pl.Int64, "stored_values": pl.String})
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -30,6 +31,10 @@ class HistoryWrite:
     duplicate: int
     # row_number of the staged row, the stored reading it conflicts with (JSON text).
     conflicts: pl.DataFrame
+    # row_numbers of staged rows whose key history already held (duplicates and conflicts).
+    existing_rows: pl.Series
+    # True when the file's time range was provably new and rows were COPYed straight in.
+    fast_path: bool
 
 
 def ensure_day_partitions(cur: Any, stream: Stream, days: list[date]) -> None:
@@ -42,6 +47,18 @@ def _stored_json(stream: Stream) -> str:
     return f"jsonb_build_object({pairs}, 'fileId', h.file_id)::text"
 
 
+def may_overlap_history(cur: Any, stream: Stream, ts_range: tuple[datetime, datetime]) -> bool:
+    """Whether history can hold any key in the file's time range. Every stored reading came from
+    a loaded file and lies within that file's [min_ts, max_ts], so the small manifest answers it
+    exactly (the caller holds the stream lock, so no load is in flight)."""
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE stream = $1 AND status = 'loaded'"
+        " AND rows_loaded > 0 AND min_ts <= $3 AND max_ts >= $2)",
+        (stream.name, *ts_range),
+    )
+    return bool(cur.fetchone()[0])
+
+
 def write_history(
     cur: Any,
     stream: Stream,
@@ -49,8 +66,25 @@ def write_history(
     file_id: int,
     ts_range: tuple[datetime, datetime] | None,
 ) -> HistoryWrite:
-    """Stage the file's unique rows with COPY, take out the keys history already holds (same
-    values: duplicate; other values: conflict, the stored reading stays), insert the rest."""
+    """Write the file's unique rows (key order, row_number last) into history.
+
+    When no stored reading can share a key with the file (a new time range), the rows are
+    COPYed straight into history. Otherwise they are staged with COPY, the keys history already
+    holds are taken out (same values: duplicate; other values: conflict, the stored reading
+    stays) and the rest is inserted.
+    """
+    if ts_range is not None and not may_overlap_history(cur, stream, ts_range):
+        rows = staged.drop_columns(["row_number"]).append_column(
+            "file_id", pa.repeat(pa.scalar(file_id, pa.int64()), staged.num_rows)
+        )
+        cur.adbc_ingest(stream.table, rows, mode="append")
+        return HistoryWrite(
+            loaded=staged.num_rows,
+            duplicate=0,
+            conflicts=_NO_CONFLICTS,
+            existing_rows=pl.Series("row_number", [], pl.Int64),
+            fast_path=True,
+        )
     cur.adbc_ingest(STAGING_TABLE, staged, mode="replace", temporary=True)
     table = _ident(stream.table)
     key_match = " AND ".join(f"h.{_ident(k)} = s.{_ident(k)}" for k in stream.key)
@@ -90,7 +124,13 @@ def write_history(
     # Exact: the lock keeps other writers out, so every row left in staging was inserted
     # (ADBC reports no row count for INSERT ... SELECT).
     loaded = staged.num_rows - existing.height
-    return HistoryWrite(loaded=loaded, duplicate=duplicate, conflicts=conflicts)
+    return HistoryWrite(
+        loaded=loaded,
+        duplicate=duplicate,
+        conflicts=conflicts,
+        existing_rows=existing["row_number"].cast(pl.Int64),
+        fast_path=False,
+    )
 
 
 def write_rejected_rows(cur: Any, rejected: pl.DataFrame) -> None:
