@@ -77,9 +77,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
+APPLICATION_NAME = "energy-pipelines"
+
+
+def _with_application_name(url: str) -> str:
+    # Names our sessions in pg_stat_activity, for operators (and the connection-loss tests).
+    if "application_name=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + f"application_name={APPLICATION_NAME}"
+
+
 def connect(url: str, autocommit: bool = False) -> Connection:
     try:
-        return adbc.connect(url, autocommit=autocommit)
+        return adbc.connect(_with_application_name(url), autocommit=autocommit)
     except Exception as exc:
         raise ConnectionError(
             f"cannot connect to PostgreSQL at {redact_url(url)}: {str(exc).splitlines()[0]}"

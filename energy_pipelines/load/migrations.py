@@ -39,6 +39,18 @@ def list_migrations(directory: Path | None = None) -> list[Migration]:
     return found
 
 
+def pending(conn: Connection, numbered: list[Migration]) -> list[Migration]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            conn.rollback()
+            return numbered
+        cur.execute("SELECT version FROM schema_migrations")
+        applied = {row[0] for row in cur.fetchall()}
+    conn.rollback()
+    return [m for m in numbered if m.version not in applied]
+
+
 def upgrade(conn: Connection) -> list[str]:
     """Apply every pending migration; each commits together with its schema_migrations row.
 
@@ -50,6 +62,9 @@ def upgrade(conn: Connection) -> list[str]:
     bootstrap, numbered = migrations[0], migrations[1:]
     if bootstrap.version != 0:
         raise ValueError("sql/000_schema_migrations.sql must exist")
+    if not pending(conn, numbered):
+        # Nothing to do, and nothing that needs DDL rights: the energy_loader role gets here.
+        return []
     applied_now: list[str] = []
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock($1)", (MIGRATION_LOCK_KEY,))

@@ -1,0 +1,163 @@
+"""Least privilege, secrets, and a database connection lost in the middle of a load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dagster as dg
+import pytest
+
+from energy_pipelines.analytics.daily import materialize_vehicle_day
+from energy_pipelines.contract import METER, VEHICLE
+from energy_pipelines.defs import defs
+from energy_pipelines.hot_status.refresh import refresh_status
+from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.load.database import connect
+from energy_pipelines.settings import Settings
+from tests.conftest import query
+from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
+
+
+def as_user(url: str, user: str, password: str | None = None) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.split("@", 1)[-1]
+    login = user if password is None else f"{user}:{password}"
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
+
+
+def test_loader_role_runs_the_pipeline_and_nothing_else(
+    db, settings: Settings, landing: Path, database_url: str
+) -> None:
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    write_csv(
+        landing,
+        "vehicle",
+        "b.csv",
+        VEHICLE_HEADER,
+        ["v-1,50,0.4,25,2026-02-11T10:30:00Z", "v-1,50,-1,25,2026-02-11T10:31:00Z"],
+    )
+    loader = connect(as_user(database_url, "energy_loader"))
+    try:
+        ingest_stream(loader, METER, settings, run_id="r1")
+        ingest_stream(loader, VEHICLE, settings, run_id="r1")
+        # The same key again with other values: the staged (conflict) path, as the loader.
+        write_csv(landing, "meter", "c.csv", METER_HEADER, ["m-1,0.9,230,2026-02-11T10:30:00Z"])
+        [conflict] = ingest_stream(loader, METER, settings, run_id="r2")
+        assert conflict.manifest.rows_conflicting == 1
+        refresh_status(loader, METER)
+        materialize_vehicle_day(loader, date(2026, 2, 11), 0.85)
+        with loader.cursor() as cur:
+            cur.execute("SELECT current_user")
+            assert cur.fetchone() == ("energy_loader",)
+        loader.rollback()
+        for statement in (
+            "CREATE TABLE loader_scratch (x int)",
+            "DROP TABLE rejected_rows",
+            "TRUNCATE meter_readings_history",
+            "ALTER TABLE ingested_files ADD COLUMN x int",
+            "DELETE FROM meter_readings_history",
+            "UPDATE vehicle_readings_history SET soc = 0",
+            "DELETE FROM ingested_files",
+            "CREATE ROLE someone",
+        ):
+            with (
+                pytest.raises(Exception, match=r"permission denied|must be owner"),
+                loader.cursor() as cur,
+            ):
+                cur.execute(statement)
+            loader.rollback()
+    finally:
+        loader.close()
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+    assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(1,)]
+    assert query(db, "SELECT count(*) FROM rejected_rows") == [(2,)]
+
+
+def test_no_password_in_output_logs_or_dagster_metadata(
+    db, env: dict, landing: Path, database_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    secret = "Sup3r-Secret-Pw"
+    # The local test server trusts its clients, so a password in the URL is accepted unchecked.
+    url = as_user(database_url, urlsplit(database_url).username or "postgres", secret)
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    done = subprocess.run(
+        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+        env={**env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "loaded            meter/a.csv" in done.stdout
+    assert secret not in done.stdout + done.stderr
+    assert ":***@" in done.stdout
+
+    write_csv(landing, "meter", "b.csv", METER_HEADER, ["m-2,0.5,230,2026-02-11T10:30:00Z"])
+    monkeypatch.setenv("DATABASE_URL", url)
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config={
+            "resources": {"energy": {"config": {"landing_dir": str(landing), "settle_seconds": 0}}}
+        },
+        instance=instance,
+    )
+    assert result.success
+    records = instance.all_logs(result.run_id)
+    assert records
+    assert not [r for r in records if secret in str(r)]
+
+
+def _wait_for_paused_loader(db, database: str, timeout: float = 60) -> int:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = query(
+            db,
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1"
+            " AND application_name = 'energy-pipelines' AND state = 'idle in transaction'",
+            (database,),
+        )
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.2)
+    raise AssertionError("the loader never reached the pause point")
+
+
+def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
+    db, env: dict, landing: Path, database_url: str
+) -> None:
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    database = urlsplit(database_url).path.lstrip("/")
+    running = subprocess.Popen(
+        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+        env={**env, "ENERGY_PAUSE_AT": "after_history_insert", "ENERGY_PAUSE_SECONDS": "20"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = _wait_for_paused_loader(db, database)
+        assert query(db, "SELECT pg_terminate_backend($1::int)", (pid,)) == [(True,)]
+        _out, err = running.communicate(timeout=120)
+    finally:
+        running.kill()
+    assert running.returncode == 1
+    assert "error in meter_readings_history" in err
+    assert "ingest failed" in err
+    # Nothing of the interrupted transaction is visible, and the file waits for the next run.
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(0,)]
+    assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
+    assert (landing / "meter" / "a.csv").exists()
+    rerun = subprocess.run(
+        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
