@@ -21,7 +21,7 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path="/" + database))
 
 
-def _admin_execute(server_url: str, sql: str) -> None:
+def admin_execute(server_url: str, sql: str) -> None:
     # CREATE/DROP DATABASE cannot take parameters; names here are generated hex, never input.
     conn = connect(server_url, autocommit=True)
     try:
@@ -42,22 +42,22 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def template_database(server_url: str) -> Iterator[str]:
     name = f"energy_tmpl_{uuid.uuid4().hex[:12]}"
-    _admin_execute(server_url, f"CREATE DATABASE {name}")
+    admin_execute(server_url, f"CREATE DATABASE {name}")
     conn = connect(with_database(server_url, name))
     try:
         upgrade(conn)
     finally:
         conn.close()
     yield name
-    _admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
 def database_url(server_url: str, template_database: str) -> Iterator[str]:
     name = f"energy_test_{uuid.uuid4().hex[:12]}"
-    _admin_execute(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    admin_execute(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
     yield with_database(server_url, name)
-    _admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

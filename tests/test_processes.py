@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import query
+from energy_pipelines.load.database import connect
+from tests.conftest import admin_execute, query, with_database
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
 
 
@@ -66,46 +68,110 @@ def test_ingest_fails_with_a_clear_message_when_database_is_unreachable(
     assert (landing / "meter" / "gw-0" / "m.csv").exists()
 
 
-@pytest.mark.parametrize(
-    "point",
-    [
-        "after_history_insert",
-        "before_commit",
-        "after_commit",
-        "hot_status_before_commit",
-        "daily_before_commit",
-    ],
-)
-def test_kill_9_at_a_crash_point_then_rerun_loads_everything_once(
-    db, env: dict, landing: Path, point: str
-) -> None:
+CRASH_POINTS = [
+    "after_history_insert",
+    "before_commit",
+    "after_commit",
+    "hot_status_before_commit",
+    "daily_before_commit",
+]
+
+# Everything a run leaves behind, minus what legitimately differs between runs (surrogate ids,
+# clock times, run ids): readings are tied to their file by path, not by file_id.
+FINGERPRINT_SQL = {
+    "meter_history": "SELECT h.meter_id, h.ts, h.kwh_consumed_ac, h.voltage, f.path"
+    " FROM meter_readings_history h JOIN ingested_files f USING (file_id)",
+    "vehicle_history": "SELECT h.vehicle_id, h.ts, h.soc, h.kwh_delivered_dc, h.battery_temp,"
+    " f.path FROM vehicle_readings_history h JOIN ingested_files f USING (file_id)",
+    "correlation": "SELECT c.meter_id, c.vehicle_id, f.path"
+    " FROM meter_vehicle_correlation c JOIN ingested_files f USING (file_id)",
+    "manifest": "SELECT stream, path, sha256, size_bytes, status, rows_read, rows_loaded,"
+    " rows_rejected, rows_duplicate, rows_conflicting, min_ts, max_ts, days_touched,"
+    " extra_columns, error FROM ingested_files",
+    "quarantine": "SELECT stream, source_path, row_number, column_name, kind, rule, raw_values,"
+    " stored_values - 'fileId' FROM rejected_rows",
+    "meter_status": "SELECT meter_id, ts, kwh_consumed_ac, voltage FROM meter_current_status",
+    "vehicle_status": "SELECT vehicle_id, ts, soc, kwh_delivered_dc, battery_temp"
+    " FROM vehicle_current_status",
+    "daily_vehicle": "SELECT day, vehicle_id, total_kwh_delivered_dc, total_kwh_consumed_ac,"
+    " efficiency_ratio, avg_battery_temp, vehicle_record_count, meter_record_count, meter_ids,"
+    " shared_meter, status FROM daily_vehicle_efficiency",
+    "daily_meter": "SELECT day, meter_id, total_kwh_consumed_ac, avg_voltage, min_voltage,"
+    " max_voltage, record_count FROM daily_meter_usage",
+}
+
+
+def fingerprint(conn) -> dict[str, tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """Row count and an md5 over every row (in a stable order) of each table."""
+    result = {}
+    for name, sql in FINGERPRINT_SQL.items():
+        [(count, digest)] = query(
+            conn, f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM ({sql}) t"
+        )
+        result[name] = (count, digest)
+    return result
+
+
+def _write_crash_corpus(landing: Path) -> None:
     _write_files(landing, 2)
+    write_csv(landing, "correlation", "pairs.csv", "meterId,vehicleId", ["m-0,v-0", "m-1,v-1"])
+    write_csv(
+        landing,
+        "meter",
+        "zz-late/m.csv",
+        METER_HEADER,
+        [
+            "m-0,0.1,230,2026-02-11T10:00:00Z",  # duplicate of gw-0
+            "m-0,0.9,230,2026-02-11T10:01:00Z",  # conflicts with gw-0
+            "m-0,abc,230,2026-02-11T10:02:00Z",  # rejected
+            "m-0,0.3,230,2026-02-10T23:59:00Z",  # a late reading for the day before
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_run_fingerprint(
+    server_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[int, str]]:
+    name = f"energy_clean_{uuid.uuid4().hex[:12]}"
+    admin_execute(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    try:
+        url = with_database(server_url, name)
+        landing = tmp_path_factory.mktemp("clean") / "landing"
+        _write_crash_corpus(landing)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ENERGY_")},
+            "DATABASE_URL": url,
+            "ENERGY_LANDING_DIR": str(landing),
+            "ENERGY_SETTLE_SECONDS": "0",
+        }
+        done = cli("ingest", env=env)
+        assert done.returncode == 0, done.stderr
+        conn = connect(url)
+        try:
+            return fingerprint(conn)
+        finally:
+            conn.close()
+    finally:
+        admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.parametrize("repeat", [1, 2, 3])
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_kill_9_at_a_crash_point_then_rerun_equals_a_clean_run(
+    db, env: dict, landing: Path, point: str, repeat: int, clean_run_fingerprint: dict
+) -> None:
+    _write_crash_corpus(landing)
     crashed = cli("ingest", env={**env, "ENERGY_CRASH_AT": point})
     assert crashed.returncode == -signal.SIGKILL
     rerun = cli("ingest", env=env)
     assert rerun.returncode == 0, rerun.stderr
-    assert query(
-        db,
-        "SELECT stream, count(*), sum(rows_loaded)::bigint FROM ingested_files"
-        " WHERE status = 'loaded' GROUP BY 1 ORDER BY 1",
-    ) == [
-        ("meter", 2, 40),
-        ("vehicle", 2, 40),
-    ]
-    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(40,)]
-    assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(40,)]
-    assert query(db, "SELECT count(*) FROM ingested_files WHERE status <> 'loaded'") == [(0,)]
-    assert not list((landing / "meter").rglob("*.csv"))
-    # Downstream tables are healed by the rerun too.
-    assert query(db, "SELECT meter_id, ts::text FROM meter_current_status ORDER BY 1") == [
-        ("m-0", "2026-02-11 10:19:00+00"),
-        ("m-1", "2026-02-11 10:19:00+00"),
-    ]
-    assert query(db, "SELECT count(*) FROM vehicle_current_status") == [(2,)]
-    assert query(
-        db, "SELECT day::text, vehicle_id, status FROM daily_vehicle_efficiency ORDER BY 2"
-    ) == [("2026-02-11", "v-0", "uncorrelated"), ("2026-02-11", "v-1", "uncorrelated")]
-    assert query(db, "SELECT count(*) FROM daily_meter_usage") == [(2,)]
+    assert fingerprint(db) == clean_run_fingerprint
+    assert not [p for p in landing.rglob("*.csv") if "_archive" not in p.parts]
+    # The fingerprint is not vacuous: it holds the rows each table should have.
+    counts = {name: count for name, (count, _digest) in clean_run_fingerprint.items()}
+    assert counts["meter_history"] == 41 and counts["quarantine"] == 2
+    assert counts["daily_vehicle"] == 2 and counts["meter_status"] == 2
 
 
 @pytest.mark.parametrize("processes", [2, 4])
