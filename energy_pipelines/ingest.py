@@ -38,6 +38,10 @@ from energy_pipelines.validate.rules import raw_values_json, validate_rows
 log = logging.getLogger(__name__)
 
 
+class FileChanged(Exception):
+    """The file changed after it was listed: a writer is still at it. Left for the next run."""
+
+
 @dataclass
 class FileOutcome:
     manifest: ManifestRow
@@ -69,7 +73,7 @@ def prepare_file(
 ) -> tuple[PreparedFile, dict[str, float]]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    raw = read_landing_file(file, stream)
+    raw = read_landing_file(file, stream, settings.file_limits)
     timings["read"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -155,7 +159,20 @@ def ingest_file(
 ) -> FileOutcome:
     started_wall = time.perf_counter()
     started_at = datetime.now(UTC)
-    sha256 = sha256_of(file.path)
+    try:
+        sha256 = sha256_of(file.path)
+    except PermissionError:
+        return _quarantine_whole_file(
+            conn,
+            file,
+            stream,
+            settings,
+            run_id,
+            "the file cannot be read (permission denied): let the pipeline's user read it",
+            sha256="",
+        )
+    if not file.unchanged():
+        raise FileChanged(file.relative_path)
     manifest = ManifestRow(
         stream=stream.name,
         path=file.relative_path,
@@ -176,6 +193,8 @@ def ingest_file(
             prepared, timings = prepare_file(file, stream, settings, started_at)
         except FileRejected as rejected:
             manifest.status, manifest.error = "quarantined", rejected.reason
+        if not file.unchanged():
+            raise FileChanged(file.relative_path)
 
     load_started = time.perf_counter()
     with conn.cursor() as cur:
@@ -220,6 +239,10 @@ def ingest_file(
         manifest.rows_conflicting = prepared.conflicts_in_file + written.conflicts.height
         update_counts(cur, file_id, manifest)
         crash_point("before_commit")
+        if not file.unchanged():
+            # What was parsed may not be what the manifest's hash describes.
+            conn.rollback()
+            raise FileChanged(file.relative_path)
     conn.commit()
     timings["load"] = time.perf_counter() - load_started
     crash_point("after_commit")
@@ -254,4 +277,71 @@ def ingest_stream(
         except FileNotFoundError:
             conn.rollback()
             log.info("%s was already handled by another run; skipped", file.relative_path)
+        except FileChanged:
+            conn.rollback()
+            log.warning("%s changed while it was read; left for the next run", file.relative_path)
+        except Exception as error:
+            conn.rollback()
+            if not _connection_alive(conn):
+                raise  # the database, not the file, failed: the run fails, files stay
+            # One file PostgreSQL refuses must not stop every later run: quarantine it.
+            log.exception("%s could not be loaded; quarantined", file.relative_path)
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            outcomes.append(
+                _quarantine_whole_file(
+                    conn,
+                    file,
+                    stream,
+                    settings,
+                    run_id,
+                    f"the file could not be loaded: {reason[:500]}".replace("\x00", "\\x00"),
+                )
+            )
     return outcomes
+
+
+def _connection_alive(conn: Connection) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        conn.rollback()
+        return True
+    except Exception:
+        return False
+
+
+def _quarantine_whole_file(
+    conn: Connection,
+    file: LandingFile,
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    reason: str,
+    sha256: str | None = None,
+) -> FileOutcome:
+    if sha256 is None:
+        try:
+            sha256 = sha256_of(file.path)
+        except OSError:
+            sha256 = ""
+    manifest = ManifestRow(
+        stream=stream.name,
+        path=file.relative_path,
+        sha256=sha256,
+        size_bytes=file.size_bytes,
+        status="quarantined",
+        started_at=datetime.now(UTC),
+        run_id=run_id,
+        error=reason,
+    )
+    with conn.cursor() as cur:
+        lock_stream(cur, stream.name)
+        file_id = insert_manifest_row(cur, manifest)
+    conn.commit()
+    try:
+        moved: Path | None = quarantine_file(file, settings.landing_dir, reason, sha256)
+    except OSError:
+        log.warning("%s could not be moved to quarantine; it stays in landing", file.relative_path)
+        moved = None
+    return FileOutcome(manifest, file_id, moved)

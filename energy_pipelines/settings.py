@@ -29,6 +29,16 @@ class ValidationLimits:
 
 
 @dataclass(frozen=True)
+class FileLimits:
+    """Bounds on one landing file. Parsing memory and time grow with these, so they bound both;
+    a file above a limit is quarantined, not loaded."""
+
+    max_file_bytes: int = 1 << 30  # on disk
+    max_decompressed_bytes: int = 1 << 30  # a .csv.gz once expanded
+    max_rows: int = 20_000_000  # as a Parquet footer claims them
+
+
+@dataclass(frozen=True)
 class Settings:
     landing_dir: Path
     # None means: use the embedded PostgreSQL kept under state_dir.
@@ -37,6 +47,7 @@ class Settings:
     settle_seconds: float = 5.0
     max_files_per_run: int = 1000
     limits: ValidationLimits = field(default_factory=ValidationLimits)
+    file_limits: FileLimits = field(default_factory=FileLimits)
     # Daily efficiency below this ratio is flagged fault_suspected.
     fault_threshold: float = 0.85
     # The freshness check fails when the newest reading is older than this.
@@ -53,6 +64,11 @@ class Settings:
             state_dir=state_dir,
             settle_seconds=_float_env("ENERGY_SETTLE_SECONDS", 5.0),
             max_files_per_run=int(_float_env("ENERGY_MAX_FILES_PER_RUN", 1000)),
+            file_limits=FileLimits(
+                max_file_bytes=int(_float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
+                max_decompressed_bytes=int(_float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
+                max_rows=int(_float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
+            ),
             fault_threshold=_float_env("ENERGY_FAULT_THRESHOLD", 0.85),
             freshness_minutes=_float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
             first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),

@@ -24,6 +24,16 @@ class LandingFile:
     relative_path: str
     size_bytes: int
     modified_at: float
+    modified_ns: int = 0
+
+    def unchanged(self) -> bool:
+        """Same size and modification time as when listed: the content read is the content
+        listed (a gateway still appending to it would change both)."""
+        try:
+            info = self.path.lstat()
+        except FileNotFoundError:
+            return False
+        return info.st_size == self.size_bytes and info.st_mtime_ns == self.modified_ns
 
     @property
     def format(self) -> str:
@@ -82,6 +92,7 @@ def find_waiting_files(
                     relative_path=path.relative_to(landing_root).as_posix(),
                     size_bytes=info.st_size,
                     modified_at=info.st_mtime,
+                    modified_ns=info.st_mtime_ns,
                 )
             )
     found.sort(key=lambda f: f.relative_path)

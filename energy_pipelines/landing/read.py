@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from dataclasses import dataclass
 
 import polars as pl
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 from energy_pipelines.contract import Stream
 from energy_pipelines.landing.discover import LandingFile
 from energy_pipelines.landing.errors import FileRejected
+from energy_pipelines.settings import FileLimits
 
 ROW_NUMBER = "row_number"
 _DUPLICATED_HEADER = re.compile(r"_duplicated_\d+$")
@@ -59,7 +61,7 @@ def _first_line(file: LandingFile) -> bytes:
     try:
         with opener(file.path, "rb") as handle:
             return handle.readline(64 * 1024)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise FileRejected(f"the file cannot be read: {exc}") from exc
 
 
@@ -76,9 +78,11 @@ def _check_header_encoding(file: LandingFile) -> None:
         ) from exc
 
 
-def _polars_failure(exc: BaseException) -> str:
+def _polars_failure(exc: BaseException, file: LandingFile | None = None) -> str:
     text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    # The operator knows the file by its landing path, not by where this server keeps it.
+    return first.replace(str(file.path), file.relative_path) if file else first
 
 
 def _read_csv(file: LandingFile) -> pl.DataFrame:
@@ -98,7 +102,7 @@ def _read_csv(file: LandingFile) -> pl.DataFrame:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # polars panics derive from BaseException
-        message = _polars_failure(exc)
+        message = _polars_failure(exc, file)
         if "utf-8" in message.lower() or "utf8" in message.lower():
             raise FileRejected(
                 "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
@@ -122,22 +126,83 @@ def _normalize_arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
-def _read_parquet(file: LandingFile) -> pl.DataFrame:
+def _check_parquet_footer(file: LandingFile, limits: FileLimits) -> None:
+    """The footer says how many rows to expect, and readers allocate for them: check the claim
+    before reading (a tiny file can claim billions of rows)."""
+    metadata = pq.ParquetFile(file.path).metadata
+    total = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        values = [group.column(c).num_values for c in range(group.num_columns)]
+        if values and group.num_rows > max(values):
+            raise FileRejected(
+                f"the Parquet footer is inconsistent: row group {index} claims "
+                f"{group.num_rows} rows but its columns hold at most {max(values)} values"
+            )
+        total += group.num_rows
+    if total > limits.max_rows:
+        raise FileRejected(
+            f"the file holds {total:,} rows, above the limit of {limits.max_rows:,} per file "
+            "(ENERGY_MAX_ROWS_PER_FILE): split it into smaller files"
+        )
+
+
+def _read_parquet(file: LandingFile, limits: FileLimits) -> pl.DataFrame:
     try:
+        _check_parquet_footer(file, limits)
         table = pq.read_table(file.path)
         table = pa.table(
             {name: _normalize_arrow_column(table[name]) for name in table.column_names}
         )
-        frame = pl.from_arrow(table, rechunk=False)
+    except FileRejected:
+        raise
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyarrow and polars raise many types for corrupt files
         raise FileRejected(
             "the file is not a readable Parquet file (truncated or corrupt?): "
-            + _polars_failure(exc)
+            + _polars_failure(exc, file)
+        ) from exc
+    try:
+        # Checks string columns are valid UTF-8, which PostgreSQL will insist on.
+        table.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise FileRejected(
+            f"a text column is not valid UTF-8: {_polars_failure(exc, file)}"
+        ) from exc
+    try:
+        frame = pl.from_arrow(table, rechunk=False)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise FileRejected(
+            f"the Parquet columns cannot be read: {_polars_failure(exc, file)}"
         ) from exc
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def _check_size(file: LandingFile, limits: FileLimits) -> None:
+    if file.size_bytes > limits.max_file_bytes:
+        raise FileRejected(
+            f"the file is {file.size_bytes:,} bytes, above the limit of "
+            f"{limits.max_file_bytes:,} (ENERGY_MAX_FILE_MB): split it into smaller files"
+        )
+    if file.format != "csv.gz":
+        return
+    # Count the expanded bytes before any parser allocates for them (a gzip bomb is tiny).
+    expanded = 0
+    try:
+        with gzip.open(file.path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                expanded += len(chunk)
+                if expanded > limits.max_decompressed_bytes:
+                    raise FileRejected(
+                        f"the file expands to more than {limits.max_decompressed_bytes:,} bytes "
+                        "(ENERGY_MAX_DECOMPRESSED_MB): split it into smaller files"
+                    )
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileRejected(f"the file is not valid gzip: {exc}") from exc
 
 
 def _map_columns(headers: list[str], stream: Stream) -> tuple[dict[str, str], list[str]]:
@@ -164,7 +229,8 @@ def _map_columns(headers: list[str], stream: Stream) -> tuple[dict[str, str], li
             f"expected {', '.join(f.file_name for f in stream.fields)}, found {', '.join(headers)}"
         )
     used = set(mapping.values())
-    return mapping, [h for h in headers if h not in used]
+    # Reported in the manifest: PostgreSQL text cannot hold NUL.
+    return mapping, [h.replace("\x00", "\\x00") for h in headers if h not in used]
 
 
 def _check_parquet_types(frame: pl.DataFrame, mapping: dict[str, str], stream: Stream) -> None:
@@ -182,8 +248,12 @@ def _check_parquet_types(frame: pl.DataFrame, mapping: dict[str, str], stream: S
             )
 
 
-def read_landing_file(file: LandingFile, stream: Stream) -> RawFile:
-    frame = _read_csv(file) if file.format in ("csv", "csv.gz") else _read_parquet(file)
+def read_landing_file(
+    file: LandingFile, stream: Stream, limits: FileLimits | None = None
+) -> RawFile:
+    limits = limits or FileLimits()
+    _check_size(file, limits)
+    frame = _read_csv(file) if file.format in ("csv", "csv.gz") else _read_parquet(file, limits)
     mapping, extra = _map_columns(frame.columns, stream)
     if file.format == "parquet":
         _check_parquet_types(frame, mapping, stream)

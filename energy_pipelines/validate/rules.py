@@ -6,7 +6,7 @@ Pure functions: Polars in, Polars out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 from pandera.errors import SchemaErrors
@@ -22,6 +22,8 @@ _TIMESTAMP_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
 
 REJECT_COLUMNS = {ROW_NUMBER: pl.Int64, "column_name": pl.String, "rule": pl.String}
 TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
+_EARLIEST_REPRESENTABLE = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST_REPRESENTABLE = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,12 @@ def validate_rows(
     typed = typed.select(
         pl.col(ROW_NUMBER), *[pl.col(f"__typed_{c}").alias(c) for c in stream.columns]
     )
+    if stream.has_timestamp:
+        # Years 0 or 10000 parse, but Python datetimes (used by the checks' reports) cannot
+        # hold them; clipped, they still break the same rule and the raw value is unchanged.
+        typed = typed.with_columns(
+            pl.col("ts").clip(_EARLIEST_REPRESENTABLE, _LATEST_REPRESENTABLE)
+        )
 
     schema = reading_schema(stream, limits, ingested_at)
     try:
@@ -153,5 +161,7 @@ def raw_values_json(raw: RawFile, row_numbers: pl.Series) -> pl.DataFrame:
         pl.col(ROW_NUMBER),
         pl.struct([pl.col(c).cast(pl.String).alias(h) for c, h in raw.source_names.items()])
         .struct.json_encode()
+        # jsonb cannot hold \u0000: keep it visible as the text \u0000 instead.
+        .str.replace_all("\\u0000", "\\\\u0000", literal=True)
         .alias("raw_values"),
     )

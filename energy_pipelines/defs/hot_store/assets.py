@@ -1,5 +1,7 @@
 """Current-status assets, refreshed after each load from the readings loaded since the last one."""
 
+import time
+
 import dagster as dg
 
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
@@ -27,6 +29,7 @@ def build_status_asset(stream_name: str) -> dg.AssetsDefinition:
     def status_asset(
         context: dg.AssetExecutionContext, energy: EnergyStorage
     ) -> dg.MaterializeResult:
+        started = time.perf_counter()
         with energy.connection() as conn:
             refreshed = refresh_status(conn, stream)
             with conn.cursor() as cur:
@@ -44,6 +47,7 @@ def build_status_asset(stream_name: str) -> dg.AssetsDefinition:
                 "devices_seen": refreshed.devices_seen,
                 "devices_changed": refreshed.devices_changed,
                 "watermark_file_id": refreshed.watermark,
+                "seconds": round(time.perf_counter() - started, 3),
             }
         )
 

@@ -107,6 +107,12 @@ def build_history_asset(stream: Stream) -> dg.AssetsDefinition:
                 ),
                 **totals,
                 "rows_per_second": round(totals["rows_read"] / seconds, 1) if seconds else 0.0,
+                "seconds": round(seconds, 3),
+                # Summed over files: where the time went (read, validate, transform, load).
+                "stage_seconds": {
+                    stage: round(sum(o.stage_seconds.get(stage, 0.0) for o in outcomes), 3)
+                    for stage in ("read", "validate", "transform", "load")
+                },
                 "ignored_extra_columns": ", ".join(extra) or "none",
                 "days_touched": ", ".join(
                     sorted({d.isoformat() for o in outcomes for d in o.manifest.days_touched})
