@@ -11,6 +11,9 @@ from energy_pipelines.load.database import Connection, connect, resolve_database
 from energy_pipelines.load.migrations import upgrade
 from energy_pipelines.settings import Settings
 
+# Every asset that writes to PostgreSQL shares this pool; dagster.yaml caps concurrent runs in it.
+POSTGRES_WRITES_POOL = "postgres_writes"
+
 # Database URLs this process has already migrated.
 _UPGRADED: set[str] = set()
 

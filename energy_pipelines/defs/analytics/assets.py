@@ -7,7 +7,7 @@ import dagster as dg
 from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
-from energy_pipelines.defs.resources import EnergyStorage
+from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 
 ANALYTICS_GROUP = "analytics"
 FLEET_FAULTS_CHECK = "fleet_faults"
@@ -25,6 +25,7 @@ FLEET_FAULTS_CHECK = "fleet_faults"
         "A day is replaced atomically."
     ),
     code_version="1",
+    pool=POSTGRES_WRITES_POOL,
     owners=["team:analytics"],
     check_specs=[
         dg.AssetCheckSpec(
@@ -75,6 +76,7 @@ def daily_vehicle_efficiency(
     kinds={"postgres"},
     description="Per UTC day and meter: AC consumed, voltage average/min/max, reading count.",
     code_version="1",
+    pool=POSTGRES_WRITES_POOL,
     owners=["team:analytics"],
 )
 def daily_meter_usage(

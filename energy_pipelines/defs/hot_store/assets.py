@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
-from energy_pipelines.defs.resources import EnergyStorage
+from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES, refresh_status
 
 HOT_STORE_GROUP = "hot_store"
@@ -24,6 +24,7 @@ def build_status_asset(stream_name: str) -> dg.AssetsDefinition:
             "folded in incrementally from the files loaded since the last refresh."
         ),
         code_version="1",
+        pool=POSTGRES_WRITES_POOL,
         owners=["team:data-engineering"],
     )
     def status_asset(

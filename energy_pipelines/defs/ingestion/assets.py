@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from energy_pipelines.contract import STREAM_ORDER, Stream
-from energy_pipelines.defs.resources import EnergyStorage
+from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.ingest import FileOutcome, ingest_stream
 
 INGESTION_GROUP = "ingestion"
@@ -77,6 +77,7 @@ def build_history_asset(stream: Stream) -> dg.AssetsDefinition:
             "with Pandera, deduplicated, COPY-loaded through ADBC; one transaction per file."
         ),
         code_version="1",
+        pool=POSTGRES_WRITES_POOL,
         owners=["team:data-engineering"],
     )
     def history_asset(
