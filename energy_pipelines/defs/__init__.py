@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from energy_pipelines.defs.analytics.assets import DAILY_ASSETS
+from energy_pipelines.defs.analytics.assets import DAILY_ASSETS, fleet_efficiency_chart
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.sensors import build_daily_sensor
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
@@ -10,6 +10,7 @@ from energy_pipelines.defs.hot_store.checks import STATUS_CHECKS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.ingestion.checks import RECONCILE_CHECKS
 from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
+from energy_pipelines.defs.maintenance.jobs import retention_job, retention_schedule
 from energy_pipelines.defs.resources import EnergyStorage
 
 ingest_job = dg.define_asset_job(
@@ -26,9 +27,15 @@ daily_analytics_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*HISTORY_ASSETS.values(), *STATUS_ASSETS.values(), *DAILY_ASSETS],
+    assets=[
+        *HISTORY_ASSETS.values(),
+        *STATUS_ASSETS.values(),
+        *DAILY_ASSETS,
+        fleet_efficiency_chart,
+    ],
     asset_checks=[*RECONCILE_CHECKS, *STATUS_CHECKS],
-    jobs=[ingest_job, daily_analytics_job],
+    jobs=[ingest_job, daily_analytics_job, retention_job],
+    schedules=[retention_schedule],
     sensors=[build_landing_sensor(ingest_job), build_daily_sensor(daily_analytics_job)],
     resources={"energy": EnergyStorage()},
 )

@@ -1,10 +1,12 @@
 """Daily efficiency per vehicle and usage per meter, one UTC day per partition."""
 
+import base64
 from datetime import date
 
 import dagster as dg
 
 from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
+from energy_pipelines.analytics.fleet_chart import recent_efficiency, render_png, worst_vehicles
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
@@ -86,6 +88,47 @@ def daily_meter_usage(
     with energy.connection() as conn:
         rows = materialize_meter_day(conn, day)
     return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+
+
+@dg.asset(
+    name="fleet_efficiency_chart",
+    group_name=ANALYTICS_GROUP,
+    deps=[daily_vehicle_efficiency],
+    kinds={"python", "postgres"},
+    description=(
+        "A picture of the last 7 days: the distribution of daily efficiency and the vehicles "
+        "with the lowest mean ratio. Refreshed after daily partitions change."
+    ),
+    code_version="1",
+    owners=["team:analytics"],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def fleet_efficiency_chart(
+    context: dg.AssetExecutionContext, energy: EnergyStorage
+) -> dg.MaterializeResult:
+    settings = energy.settings()
+    with energy.connection() as conn:
+        daily = recent_efficiency(conn)
+    png = render_png(daily, settings.fault_threshold)
+    path = settings.state_dir / "charts" / "fleet_efficiency.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    worst = worst_vehicles(daily)
+    encoded = base64.b64encode(png).decode()
+    return dg.MaterializeResult(
+        metadata={
+            "chart": dg.MetadataValue.md(f"![fleet efficiency](data:image/png;base64,{encoded})"),
+            "path": dg.MetadataValue.path(str(path)),
+            "vehicle_days": daily.height,
+            "worst_vehicles": dg.MetadataValue.md(
+                "| vehicle | mean ratio | days |\n|---|---|---|\n"
+                + "\n".join(
+                    f"| {r['vehicle_id']} | {r['mean_ratio']:.4f} | {r['days']} |"
+                    for r in worst.iter_rows(named=True)
+                )
+            ),
+        }
+    )
 
 
 DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage]
