@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import time as wall_clock
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -516,3 +518,77 @@ def simulate(
         files=files,
         faulty_vehicles=faulty,
     )
+
+
+def follow(
+    out_dir: Path,
+    meters: int,
+    vehicles: int,
+    interval_seconds: float,
+    seed: int = 0,
+    file_format: FileFormat = "parquet",
+    ticks: int | None = None,
+    late_every: int = 5,
+    duplicate_every: int = 7,
+    clock: Callable[[], float] = wall_clock.time,
+    sleep: Callable[[float], None] = wall_clock.sleep,
+) -> Iterator[list[Path]]:
+    """Keep dropping files like live gateways: every tick, the readings of the minutes since the
+    last tick, one file per stream (write, then rename) under `<stream>/gw-live/`. Now and then a
+    vehicle file is held back and lands two ticks late, and a meter file is sent a second time
+    under another name. Yields the paths landed at each tick."""
+    out_dir = Path(out_dir)
+    staging = out_dir / ".simulate-follow"  # a hidden folder: the pipeline never reads it
+    held_back: list[tuple[int, Path]] = []
+    last_meter: Path | None = None
+    previous_end = (int(clock()) // 60 - 1) * 60
+    tick = 0
+    while ticks is None or tick < ticks:
+        end = max((int(clock()) // 60) * 60, previous_end + 60)
+        start = datetime.fromtimestamp(previous_end, UTC)
+        shutil.rmtree(staging, ignore_errors=True)
+        summary = simulate(
+            staging,
+            meters,
+            vehicles,
+            start=start,
+            minutes=(end - previous_end) // 60,
+            file_format=file_format,
+            seed=seed,
+            prefix=f"live-{tick:06d}",
+        )
+        landed: list[Path] = []
+        for path in summary.files:
+            stream = path.parent.name
+            if stream == "correlation" and tick > 0:
+                continue  # the pairing does not change
+            if stream == "vehicle" and late_every and tick % late_every == late_every - 1:
+                kept = staging.parent / f".held-{path.name}"
+                path.rename(kept)
+                held_back.append((tick + 2, kept))
+                continue
+            landed.append(_land(path, out_dir / stream / "gw-live" / path.name))
+            if stream == "meter":
+                last_meter = landed[-1]
+        if duplicate_every and tick % duplicate_every == duplicate_every - 1 and last_meter:
+            resent = last_meter.with_name(last_meter.stem + "-resent" + last_meter.suffix)
+            if last_meter.exists():
+                copy = staging.parent / f".copy-{resent.name}"
+                shutil.copyfile(last_meter, copy)
+                landed.append(_land(copy, resent))
+        for due, kept in [h for h in held_back if h[0] <= tick]:
+            held_back.remove((due, kept))
+            name = kept.name.removeprefix(".held-")
+            landed.append(_land(kept, out_dir / "vehicle" / "gw-live" / name))
+        shutil.rmtree(staging, ignore_errors=True)
+        yield landed
+        previous_end = end
+        tick += 1
+        if ticks is None or tick < ticks:
+            sleep(interval_seconds)
+
+
+def _land(source: Path, destination: Path) -> Path:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, destination)  # atomic: the pipeline sees whole files only
+    return destination

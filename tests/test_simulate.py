@@ -389,3 +389,45 @@ def test_naive_and_aware_start_mean_the_same_instant(tmp_path: Path) -> None:
     assert read_stream(tmp_path / "naive", "meter")["timestamp"][0] == datetime(
         2026, 2, 10, 1, 0, tzinfo=UTC
     )
+
+
+def test_follow_lands_whole_files_with_late_and_resent_ones(tmp_path: Path) -> None:
+    from energy_pipelines.simulate import follow
+
+    now = [datetime(2026, 2, 11, 10, 0, 30, tzinfo=UTC).timestamp()]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += 120  # two minutes pass between ticks
+
+    ticks = list(
+        follow(
+            tmp_path,
+            3,
+            3,
+            2.0,
+            ticks=4,
+            late_every=2,
+            duplicate_every=3,
+            clock=lambda: now[0],
+            sleep=sleep,
+        )
+    )
+    names = [[p.relative_to(tmp_path).as_posix() for p in tick] for tick in ticks]
+    assert waits == [2.0, 2.0, 2.0]
+    # Tick 0: the pairing and both streams; tick 1 holds its vehicle file back.
+    assert [n.split("/")[0] for n in names[0]] == ["correlation", "meter", "vehicle"]
+    assert [n.split("/")[0] for n in names[1]] == ["meter"]
+    # Tick 2: a resent meter file (same bytes, another name) and nothing late yet.
+    resent = [n for n in names[2] if n.endswith("-resent.parquet")]
+    assert resent == ["meter/gw-live/live-000002-meter-20260211T1002-001of001-resent.parquet"]
+    assert (tmp_path / resent[0]).read_bytes() == (
+        tmp_path / "meter/gw-live/live-000002-meter-20260211T1002-001of001.parquet"
+    ).read_bytes()
+    # Tick 3: tick 1's vehicle file arrives late, beside tick 3's own held-back one.
+    assert "vehicle/gw-live/live-000001-vehicle-20260211T1000-001of001.parquet" in names[3]
+    # Every minute is covered exactly once per stream, and nothing hidden is left visible.
+    meter = pl.concat(pl.read_parquet(p) for p in (tmp_path / "meter").rglob("live-*of001.parquet"))
+    assert meter.height == 3 * meter["timestamp"].n_unique()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
