@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import datetime
@@ -34,8 +35,33 @@ def _dagster_instance():  # type: ignore[no-untyped-def]
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
 
 
-def run_ingest(settings: Settings, settle_seconds: float | None = None) -> int:
+def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
+    """Where the run's time went, from the assets' own metadata (the same the UI shows)."""
+    from energy_pipelines.contract import STREAM_ORDER
+    from energy_pipelines.hot_status.refresh import STATUS_TABLES
+
+    stages = dict.fromkeys(("read", "validate", "transform", "load"), 0.0)
+    hot = 0.0
+    for stream in STREAM_ORDER:
+        for event in result.asset_materializations_for_node(stream.table):  # type: ignore[attr-defined]
+            for stage, value in event.metadata["stage_seconds"].value.items():
+                stages[stage] += value
+    for table in STATUS_TABLES.values():
+        for event in result.asset_materializations_for_node(table):  # type: ignore[attr-defined]
+            hot += event.metadata["seconds"].value
+    return {
+        **{k: round(v, 3) for k, v in stages.items()},
+        "hot_status": round(hot, 3),
+        "daily": round(daily_seconds, 3),
+    }
+
+
+def run_ingest(
+    settings: Settings, settle_seconds: float | None = None, stats_json: str | None = None
+) -> int:
     """Execute the same Dagster job the UI runs, in process; print one line per file."""
+    import resource
+    import time
 
     from energy_pipelines.defs import defs
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
@@ -44,6 +70,7 @@ def run_ingest(settings: Settings, settle_seconds: float | None = None) -> int:
     resource_config: dict[str, object] = {"landing_dir": str(settings.landing_dir)}
     if settle_seconds is not None:
         resource_config["settle_seconds"] = settle_seconds
+    started = time.perf_counter()
     job = defs.resolve_job_def("ingest_job")
     instance = _dagster_instance()
     kwargs = {"instance": instance} if instance is not None else {}
@@ -71,14 +98,25 @@ def run_ingest(settings: Settings, settle_seconds: float | None = None) -> int:
         totals = {c: sum(r[c] for r in rows) for c in COUNT_COLUMNS}
         print("total: " + ", ".join(f"{c.removeprefix('rows_')} {v}" for c, v in totals.items()))
     if result.success:
+        daily_started = time.perf_counter()
         refreshed = refresh_daily(settings, instance)
+        daily_seconds = time.perf_counter() - daily_started
         if refreshed is None:
             return 1
         if refreshed:
             print("daily tables refreshed for " + ", ".join(d.isoformat() for d in refreshed))
+        if stats_json:
+            stats = {
+                "seconds": round(time.perf_counter() - started, 3),
+                "rows_read": sum(r["rows_read"] for r in rows),
+                "stage_seconds": _stage_seconds(result, daily_seconds),
+                # ru_maxrss is in KiB on Linux.
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+            Path(stats_json).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     if not result.success:
         for event in result.all_events:
-            if event.is_failure and event.step_failure_data is not None:
+            if event.is_step_failure and event.step_failure_data is not None:
                 error = event.step_failure_data.error
                 message = error.message.strip() if error else "unknown error"
                 print(f"error in {event.step_key}: {message}", file=sys.stderr)
@@ -136,6 +174,38 @@ def run_performance(settings: Settings, vehicle_id: str, as_of: str | None) -> i
     return 0
 
 
+def run_retention(settings: Settings, keep_days: int) -> int:
+    from energy_pipelines.load.database import connect, resolve_database_url
+    from energy_pipelines.load.retention import drop_old_partitions, retention_cutoff
+
+    conn = connect(resolve_database_url(settings))
+    try:
+        dropped = drop_old_partitions(conn, keep_days)
+    finally:
+        conn.close()
+    print(f"kept days from {retention_cutoff(keep_days)}; dropped {len(dropped)} partition(s)")
+    for name in dropped:
+        print(f"dropped {name}")
+    return 0
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from energy_pipelines.bench import BenchSize, run_bench
+    from energy_pipelines.load.database import resolve_database_url
+
+    if args.quick:
+        size = BenchSize(200, 200, 240, 4, args.format)
+    else:
+        vehicles = args.vehicles if args.vehicles is not None else args.meters
+        size = BenchSize(args.meters, vehicles, args.minutes, args.files_per_stream, args.format)
+    report = run_bench(resolve_database_url(settings), settings.state_dir / "bench", size)
+    line = json.dumps(report)
+    if args.json:
+        Path(args.json).write_text(line + "\n", encoding="utf-8")
+    print(line)
+    return 0
+
+
 def run_db_upgrade(settings: Settings) -> int:
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
     from energy_pipelines.load.migrations import upgrade
@@ -151,7 +221,20 @@ def run_db_upgrade(settings: Settings) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from energy_pipelines.simulate import default_start, simulate
+    from energy_pipelines.simulate import default_start, follow, simulate
+
+    if getattr(args, "follow", False):
+        vehicles = args.vehicles if args.vehicles is not None else args.meters
+        print(f"dropping files into {args.out} every {args.interval:g} s; Ctrl-C stops")
+        try:
+            for landed in follow(
+                Path(args.out), args.meters, vehicles, args.interval, args.seed, args.format
+            ):
+                for path in landed:
+                    print(f"landed {path}", flush=True)
+        except KeyboardInterrupt:
+            pass
+        return 0
 
     start = _parse_time(args.start) if args.start else default_start()
     summary = simulate(
@@ -211,6 +294,13 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_gateway(args: argparse.Namespace) -> int:
+    from energy_pipelines.gateway import GatewayConfig, serve
+
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or 3000)
+    return serve(args.host, port, GatewayConfig.from_env(_settings(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="energy-pipelines",
@@ -222,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)"
     )
+    ingest.add_argument("--stats-json", help="write stage timings and peak memory to this file")
     ingest.add_argument(
         "--settle-seconds",
         type=float,
@@ -250,10 +341,39 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="write realistic gateway files")
     add_simulation_options(simulate, meters=100, minutes=1440)
     simulate.add_argument("--out", required=True, help="landing root to write into")
+    simulate.add_argument(
+        "--follow", action="store_true", help="keep dropping live files until interrupted"
+    )
+    simulate.add_argument("--interval", type=float, default=60.0, help="seconds between drops")
+
+    retention = commands.add_parser(
+        "retention", help="drop whole history day partitions older than N days"
+    )
+    retention.add_argument("--keep-days", type=int, required=True)
+
+    bench = commands.add_parser(
+        "bench", help="the pipeline beside PostgreSQL's own COPY, on generated files"
+    )
+    bench.add_argument("--meters", type=int, default=5000)
+    bench.add_argument("--vehicles", type=int, help="default: as many as --meters")
+    bench.add_argument("--minutes", type=int, default=1440)
+    bench.add_argument("--files-per-stream", type=int, default=24)
+    bench.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    bench.add_argument("--quick", action="store_true", help="a small size, under a minute")
+    bench.add_argument("--json", help="also write the JSON report to this file")
 
     demo = commands.add_parser("demo", help="simulate a small fleet, ingest it, show the result")
     add_simulation_options(demo, meters=20, minutes=240)
     demo.add_argument("--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)")
+
+    gateway = commands.add_parser(
+        "gateway", help="serve the original HTTP API, spooling accepted records into landing"
+    )
+    gateway.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    gateway.add_argument("--port", type=int, help="port (default: $PORT or 3000)")
+    gateway.add_argument(
+        "--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)"
+    )
     return parser
 
 
@@ -261,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "ingest":
-            return run_ingest(_settings(args), args.settle_seconds)
+            return run_ingest(_settings(args), args.settle_seconds, args.stats_json)
         if args.command == "db":
             return run_db_upgrade(_settings(args))
         if args.command == "performance":
@@ -270,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_simulate(args)
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "retention":
+            return run_retention(_settings(args), args.keep_days)
+        if args.command == "bench":
+            return run_bench(_settings(args), args)
+        if args.command == "gateway":
+            return run_gateway(args)
     except (ConnectionError, ValueError) as exc:
         print(f"energy-pipelines: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,236 @@
+"""`energy-pipelines bench`: the pipeline beside PostgreSQL's own COPY, in one run.
+
+(a) baseline_copy_indexed: ADBC binary COPY of the same rows, file by file, into a plain table with
+    the same primary key: what a user would write by hand.
+(b) baseline_copy_unindexed: the same into a table without any index: the physical limit.
+(c) pipeline: the full `energy-pipelines ingest` path (history, manifest, quarantine, hot status,
+    daily tables), run as a subprocess so its peak RSS is its own.
+Each phase gets a fresh database on the same server; the generated files are cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from energy_pipelines.contract import METER, VEHICLE, Stream
+from energy_pipelines.load.database import Connection, connect, redact_url
+from energy_pipelines.simulate import simulate
+
+BENCH_START = datetime(2026, 2, 10, tzinfo=UTC)
+_BASELINE_TYPES = {"text": pa.string(), "timestamptz": pa.timestamp("us", tz="UTC")}
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    meters: int
+    vehicles: int
+    minutes: int
+    files_per_stream: int
+    file_format: str
+
+    @property
+    def rows(self) -> int:
+        return (self.meters + self.vehicles) * self.minutes
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.file_format}-m{self.meters}-v{self.vehicles}-t{self.minutes}"
+            f"-k{self.files_per_stream}"
+        )
+
+
+def _with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+
+
+def _admin(url: str, sql: str) -> None:
+    # Database names here are generated hex, never input.
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def cached_files(cache_root: Path, size: BenchSize) -> Path:
+    """Generate the landing files once per size; later runs reuse them."""
+    root = cache_root / size.key
+    done = root / ".complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        simulate(
+            root,
+            meters=size.meters,
+            vehicles=size.vehicles,
+            start=BENCH_START,
+            minutes=size.minutes,
+            file_format=size.file_format,  # type: ignore[arg-type]
+            files_per_stream=size.files_per_stream,
+        )
+        done.write_text("ok\n")
+    return root
+
+
+def _baseline_table(stream: Stream, indexed: bool) -> str:
+    # A scratch table in a throwaway database: the comparison a user would write by hand.
+    columns = ", ".join(
+        f"{f.column} {'text' if f.kind == 'id' else 'timestamptz' if f.kind == 'timestamp' else 'double precision'} NOT NULL"  # noqa: E501
+        for f in stream.fields
+    )
+    key = f", PRIMARY KEY ({', '.join(stream.key)})" if indexed else ""
+    return f"CREATE TABLE baseline_{stream.name} ({columns}{key})"
+
+
+def _read_for_copy(path: Path, stream: Stream) -> pa.Table:
+    import polars as pl
+
+    frame = (
+        pl.read_parquet(path)
+        if path.suffix == ".parquet"
+        else pl.read_csv(path, try_parse_dates=False)
+    )
+    renamed = frame.rename({f.file_name: f.column for f in stream.fields})
+    table = renamed.select(stream.columns).to_arrow()
+    columns = []
+    for f in stream.fields:
+        column = table[f.column]
+        if f.kind == "timestamp" and not pa.types.is_timestamp(column.type):
+            column = pc.strptime(column, format="%Y-%m-%dT%H:%M:%SZ", unit="us")
+        target = (
+            pa.string()
+            if f.kind == "id"
+            else pa.timestamp("us", tz="UTC")
+            if f.kind == "timestamp"
+            else pa.float64()
+        )
+        columns.append(column.cast(target))
+    return pa.table(columns, names=stream.columns)
+
+
+def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
+    """Seconds to COPY every file into plain tables, one transaction per file."""
+    name = f"energy_bench_{uuid.uuid4().hex[:12]}"
+    _admin(server_url, f"CREATE DATABASE {name}")
+    try:
+        conn: Connection = connect(_with_database(server_url, name))
+        with conn.cursor() as cur:
+            for stream in (METER, VEHICLE):
+                cur.execute(_baseline_table(stream, indexed))
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for stream in (METER, VEHICLE):
+                for path in sorted((files / stream.name).iterdir()):
+                    if path.name.startswith("."):
+                        continue
+                    cur.adbc_ingest(
+                        f"baseline_{stream.name}", _read_for_copy(path, stream), mode="append"
+                    )
+                    conn.commit()
+        seconds = time.perf_counter() - started
+        conn.close()
+        return seconds
+    finally:
+        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pipeline_run(server_url: str, files: Path, work: Path) -> dict[str, Any]:
+    """Run `energy-pipelines ingest` on a copy of the files into a fresh database."""
+    name = f"energy_bench_{uuid.uuid4().hex[:12]}"
+    _admin(server_url, f"CREATE DATABASE {name}")
+    landing = work / "landing"
+    shutil.rmtree(landing, ignore_errors=True)
+    shutil.copytree(files, landing, ignore=shutil.ignore_patterns(".complete"))
+    stats = work / "stats.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _with_database(server_url, name),
+        "ENERGY_LANDING_DIR": str(landing),
+        "ENERGY_SETTLE_SECONDS": "0",
+        "ENERGY_MAX_FILES_PER_RUN": "100000",
+    }
+    try:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "energy_pipelines.cli", "ingest", "--stats-json", str(stats)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stdout, stderr = process.communicate()
+        seconds = time.perf_counter() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"pipeline run failed:\n{stdout}\n{stderr}")
+        result = json.loads(stats.read_text())
+        result["seconds"] = seconds
+        return result
+    finally:
+        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def server_settings(server_url: str) -> dict[str, str]:
+    names = ["server_version", "shared_buffers", "max_wal_size", "checkpoint_timeout"]
+    names += ["wal_compression", "synchronous_commit", "work_mem", "maintenance_work_mem"]
+    conn = connect(server_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT name, current_setting(name) FROM unnest($1::text[]) AS name", (names,)
+            )
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def run_bench(server_url: str, cache_root: Path, size: BenchSize) -> dict[str, Any]:
+    files = cached_files(cache_root, size)
+    work = cache_root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"bench: {size.rows:,} readings ({size.key}) on {redact_url(server_url)}", flush=True)
+    unindexed = baseline_copy(server_url, files, indexed=False)
+    print(f"  (b) COPY, no index:      {unindexed:7.1f} s  {size.rows / unindexed:12,.0f} rows/s")
+    indexed = baseline_copy(server_url, files, indexed=True)
+    print(f"  (a) COPY, primary key:   {indexed:7.1f} s  {size.rows / indexed:12,.0f} rows/s")
+    pipeline = pipeline_run(server_url, files, work)
+    seconds = pipeline["seconds"]
+    print(f"  (c) pipeline end to end: {seconds:7.1f} s  {size.rows / seconds:12,.0f} rows/s")
+    for stage, value in pipeline["stage_seconds"].items():
+        print(f"      {stage:<12} {value:7.2f} s")
+    report = {
+        "rows": size.rows,
+        "size": size.key,
+        "pipeline_rows_per_s": round(size.rows / seconds),
+        "copy_indexed_rows_per_s": round(size.rows / indexed),
+        "copy_unindexed_rows_per_s": round(size.rows / unindexed),
+        "ratio_vs_indexed": round(indexed / seconds, 3),
+        "ratio_vs_unindexed": round(unindexed / seconds, 3),
+        "pipeline_seconds": round(seconds, 2),
+        "copy_indexed_seconds": round(indexed, 2),
+        "copy_unindexed_seconds": round(unindexed, 2),
+        "peak_rss_mb": round(pipeline["peak_rss_mb"], 1),
+        "stage_seconds": pipeline["stage_seconds"],
+        "server": server_settings(server_url),
+        "cpus": os.cpu_count(),
+    }
+    print(
+        f"  ratio (c)/(a) {report['ratio_vs_indexed']}, (c)/(b) {report['ratio_vs_unindexed']},"
+        f" pipeline peak RSS {report['peak_rss_mb']} MB"
+    )
+    return report
