@@ -21,17 +21,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from energy_pipelines.contract import METER, VEHICLE, Stream
-from energy_pipelines.load.database import Connection, connect, redact_url
+from energy_pipelines.contract import ARROW_TYPES, METER, POSTGRES_TYPES, VEHICLE, Stream
+from energy_pipelines.load.database import (
+    Connection,
+    connect,
+    execute_admin,
+    redact_url,
+    with_database,
+)
 from energy_pipelines.simulate import simulate
 
 BENCH_START = datetime(2026, 2, 10, tzinfo=UTC)
-_BASELINE_TYPES = {"text": pa.string(), "timestamptz": pa.timestamp("us", tz="UTC")}
 
 
 @dataclass(frozen=True)
@@ -52,20 +56,6 @@ class BenchSize:
             f"{self.file_format}-m{self.meters}-v{self.vehicles}-t{self.minutes}"
             f"-k{self.files_per_stream}"
         )
-
-
-def _with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
-
-
-def _admin(url: str, sql: str) -> None:
-    # Database names here are generated hex, never input.
-    conn = connect(url, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 def cached_files(cache_root: Path, size: BenchSize) -> Path:
@@ -89,10 +79,7 @@ def cached_files(cache_root: Path, size: BenchSize) -> Path:
 
 def _baseline_table(stream: Stream, indexed: bool) -> str:
     # A scratch table in a throwaway database: the comparison a user would write by hand.
-    columns = ", ".join(
-        f"{f.column} {'text' if f.kind == 'id' else 'timestamptz' if f.kind == 'timestamp' else 'double precision'} NOT NULL"  # noqa: E501
-        for f in stream.fields
-    )
+    columns = ", ".join(f"{f.column} {POSTGRES_TYPES[f.kind]} NOT NULL" for f in stream.fields)
     key = f", PRIMARY KEY ({', '.join(stream.key)})" if indexed else ""
     return f"CREATE TABLE baseline_{stream.name} ({columns}{key})"
 
@@ -112,23 +99,16 @@ def _read_for_copy(path: Path, stream: Stream) -> pa.Table:
         column = table[f.column]
         if f.kind == "timestamp" and not pa.types.is_timestamp(column.type):
             column = pc.strptime(column, format="%Y-%m-%dT%H:%M:%SZ", unit="us")
-        target = (
-            pa.string()
-            if f.kind == "id"
-            else pa.timestamp("us", tz="UTC")
-            if f.kind == "timestamp"
-            else pa.float64()
-        )
-        columns.append(column.cast(target))
+        columns.append(column.cast(ARROW_TYPES[f.kind]))
     return pa.table(columns, names=stream.columns)
 
 
 def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
     """Seconds to COPY every file into plain tables, one transaction per file."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
-    _admin(server_url, f"CREATE DATABASE {name}")
+    execute_admin(server_url, f"CREATE DATABASE {name}")
     try:
-        conn: Connection = connect(_with_database(server_url, name))
+        conn: Connection = connect(with_database(server_url, name))
         with conn.cursor() as cur:
             for stream in (METER, VEHICLE):
                 cur.execute(_baseline_table(stream, indexed))
@@ -147,20 +127,20 @@ def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
         conn.close()
         return seconds
     finally:
-        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def pipeline_run(server_url: str, files: Path, work: Path) -> dict[str, Any]:
     """Run `energy-pipelines ingest` on a copy of the files into a fresh database."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
-    _admin(server_url, f"CREATE DATABASE {name}")
+    execute_admin(server_url, f"CREATE DATABASE {name}")
     landing = work / "landing"
     shutil.rmtree(landing, ignore_errors=True)
     shutil.copytree(files, landing, ignore=shutil.ignore_patterns(".complete"))
     stats = work / "stats.json"
     env = {
         **os.environ,
-        "DATABASE_URL": _with_database(server_url, name),
+        "DATABASE_URL": with_database(server_url, name),
         "ENERGY_LANDING_DIR": str(landing),
         "ENERGY_SETTLE_SECONDS": "0",
         "ENERGY_MAX_FILES_PER_RUN": "100000",
@@ -182,7 +162,7 @@ def pipeline_run(server_url: str, files: Path, work: Path) -> dict[str, Any]:
         result["seconds"] = seconds
         return result
     finally:
-        _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def server_settings(server_url: str) -> dict[str, str]:

@@ -9,18 +9,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from energy_pipelines.analytics.performance import parse_as_of
 from energy_pipelines.settings import Settings
 
 # The CLI prints its own summary; Dagster's step-by-step log stays in the UI and run storage.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 COUNT_COLUMNS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "rows_conflicting")
-
-
-def _parse_time(text: str) -> datetime:
-    from datetime import UTC
-
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -163,7 +157,7 @@ def run_performance(settings: Settings, vehicle_id: str, as_of: str | None) -> i
     conn = connect(resolve_database_url(settings))
     try:
         summary = vehicle_performance(
-            conn, vehicle_id, _parse_time(as_of) if as_of else None, settings.fault_threshold
+            conn, vehicle_id, parse_as_of(as_of) if as_of else None, settings.fault_threshold
         )
     except UnknownVehicle as exc:
         print(f"energy-pipelines: {exc}", file=sys.stderr)
@@ -236,7 +230,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             pass
         return 0
 
-    start = _parse_time(args.start) if args.start else default_start()
+    start = parse_as_of(args.start) if args.start else default_start()
     summary = simulate(
         Path(args.out),
         meters=args.meters,

@@ -8,8 +8,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pyarrow as pa
+
 FieldKind = Literal["id", "kwh", "voltage", "soc", "battery_temp", "timestamp"]
 StreamName = Literal["meter", "vehicle", "correlation"]
+
+# Column types by kind, as PostgreSQL stores them and as Arrow must carry them: ADBC's COPY
+# refuses near misses (Int64 into integer, Float32 into double precision).
+POSTGRES_TYPES: dict[str, str] = {
+    "id": "text",
+    "kwh": "double precision",
+    "voltage": "double precision",
+    "soc": "double precision",
+    "battery_temp": "double precision",
+    "timestamp": "timestamptz",
+}
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "id": pa.string(),
+    "kwh": pa.float64(),
+    "voltage": pa.float64(),
+    "soc": pa.float64(),
+    "battery_temp": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 
 
 @dataclass(frozen=True)

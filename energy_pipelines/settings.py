@@ -9,14 +9,18 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _float_env(name: str, default: float) -> float:
+def float_env(name: str, default: float, minimum: float | None = None) -> float:
+    """A number from the environment, with a message naming the variable when it is wrong."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
         raise ValueError(f"{name}={raw!r} is not a number") from exc
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -62,19 +66,19 @@ class Settings:
             landing_dir=Path(os.environ.get("ENERGY_LANDING_DIR", PROJECT_ROOT / "landing")),
             database_url=os.environ.get("DATABASE_URL") or None,
             state_dir=state_dir,
-            settle_seconds=_float_env("ENERGY_SETTLE_SECONDS", 5.0),
-            max_files_per_run=int(_float_env("ENERGY_MAX_FILES_PER_RUN", 1000)),
+            settle_seconds=float_env("ENERGY_SETTLE_SECONDS", 5.0),
+            max_files_per_run=int(float_env("ENERGY_MAX_FILES_PER_RUN", 1000)),
             file_limits=FileLimits(
-                max_file_bytes=int(_float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
-                max_decompressed_bytes=int(_float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
-                max_rows=int(_float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
+                max_file_bytes=int(float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
+                max_decompressed_bytes=int(float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
+                max_rows=int(float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
             ),
-            fault_threshold=_float_env("ENERGY_FAULT_THRESHOLD", 0.85),
-            freshness_minutes=_float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
+            fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
+            freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
             first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),
             limits=ValidationLimits(
-                max_kwh_per_reading=_float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
-                max_future_minutes=_float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),
+                max_kwh_per_reading=float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
+                max_future_minutes=float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),
             ),
         )
 

@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
+from energy_pipelines.contract import ARROW_TYPES, CORRELATION, METER, VEHICLE, Stream
 from energy_pipelines.landing.discover import is_ignored_name
 
 FileFormat = Literal["parquet", "csv"]
@@ -43,14 +43,6 @@ _U64 = pl.UInt64
 
 # Decimal places a gateway reports: 0.001 Wh, 0.1 V, 0.01 % SoC, 0.1 degree.
 _DECIMALS: dict[str, int] = {"kwh": 6, "voltage": 1, "soc": 2, "battery_temp": 1}
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "id": pa.string(),
-    "kwh": pa.float64(),
-    "voltage": pa.float64(),
-    "soc": pa.float64(),
-    "battery_temp": pa.float64(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
 
 
 @dataclass(frozen=True)
@@ -338,7 +330,7 @@ def _to_contract(
 
 
 def _arrow_schema(stream: Stream) -> pa.Schema:
-    return pa.schema([(f.file_name, _ARROW_TYPES[f.kind]) for f in stream.fields])
+    return pa.schema([(f.file_name, ARROW_TYPES[f.kind]) for f in stream.fields])
 
 
 def _write_atomically(

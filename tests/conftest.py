@@ -7,28 +7,18 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from energy_pipelines.load.database import connect, embedded_database_url, normalize_url
+from energy_pipelines.load.database import (
+    connect,
+    embedded_database_url,
+    execute_admin,
+    normalize_url,
+    with_database,
+)
 from energy_pipelines.load.migrations import upgrade
 from energy_pipelines.settings import Settings
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + database))
-
-
-def admin_execute(server_url: str, sql: str) -> None:
-    # CREATE/DROP DATABASE cannot take parameters; names here are generated hex, never input.
-    conn = connect(server_url, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -42,22 +32,22 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def template_database(server_url: str) -> Iterator[str]:
     name = f"energy_tmpl_{uuid.uuid4().hex[:12]}"
-    admin_execute(server_url, f"CREATE DATABASE {name}")
+    execute_admin(server_url, f"CREATE DATABASE {name}")
     conn = connect(with_database(server_url, name))
     try:
         upgrade(conn)
     finally:
         conn.close()
     yield name
-    admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
 def database_url(server_url: str, template_database: str) -> Iterator[str]:
     name = f"energy_test_{uuid.uuid4().hex[:12]}"
-    admin_execute(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    execute_admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
     yield with_database(server_url, name)
-    admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 METER_HEADER = "meterId,kwhConsumedAc,voltage,timestamp"
 VEHICLE_HEADER = "vehicleId,soc,kwhDeliveredDc,batteryTemp,timestamp"
@@ -13,3 +16,22 @@ def write_csv(landing: Path, stream: str, name: str, header: str, rows: list[str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
     return path
+
+
+def as_user(url: str, user: str, password: str | None = None) -> str:
+    """The same server and database, another login."""
+    parts = urlsplit(url)
+    host = parts.netloc.split("@", 1)[-1]
+    login = user if password is None else f"{user}:{password}"
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
+
+
+def assert_forbidden(conn, statements: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """Each statement fails for lack of privilege (and leaves the connection usable)."""
+    for statement in statements:
+        with (
+            pytest.raises(Exception, match=r"permission denied|must be owner"),
+            conn.cursor() as cur,
+        ):
+            cur.execute(statement)
+        conn.rollback()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from energy_pipelines.load.database import connect
-from tests.conftest import admin_execute, query, with_database
+from energy_pipelines.load.database import connect, execute_admin, with_database
+from tests.conftest import query
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
 
 
@@ -134,7 +134,7 @@ def clean_run_fingerprint(
     server_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[int, str]]:
     name = f"energy_clean_{uuid.uuid4().hex[:12]}"
-    admin_execute(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    execute_admin(server_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
     try:
         url = with_database(server_url, name)
         landing = tmp_path_factory.mktemp("clean") / "landing"
@@ -153,7 +153,7 @@ def clean_run_fingerprint(
         finally:
             conn.close()
     finally:
-        admin_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.mark.parametrize("repeat", [1, 2, 3])

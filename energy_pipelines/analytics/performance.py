@@ -13,6 +13,12 @@ class UnknownVehicle(LookupError):
     pass
 
 
+def parse_as_of(text: str) -> datetime:
+    """An ISO-8601 instant as the CLI and the HTTP API accept it; without an offset it is UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _number(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 

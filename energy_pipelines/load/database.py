@@ -6,6 +6,7 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import adbc_driver_postgresql.dbapi as adbc
 
@@ -94,3 +95,19 @@ def connect(url: str, autocommit: bool = False) -> Connection:
         raise ConnectionError(
             f"cannot connect to PostgreSQL at {redact_url(url)}: {str(exc).splitlines()[0]}"
         ) from exc
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server and login, another database."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+
+
+def execute_admin(url: str, sql: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE cannot run inside one).
+    Callers pass generated names only: these statements cannot take parameters."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from energy_pipelines.contract import Stream
 from energy_pipelines.load.database import Connection
 
-_RECONCILE_SQL = """
-SELECT f.path, f.rows_read, f.rows_loaded, f.rows_rejected, f.rows_duplicate, f.rows_conflicting,
-       (SELECT count(*) FROM {table} h
-         WHERE h.file_id = f.file_id{ts_range}) AS in_history,
+_MANIFEST_SQL = """
+SELECT f.file_id, f.path, f.rows_read, f.rows_loaded, f.rows_rejected, f.rows_duplicate,
+       f.rows_conflicting, f.min_ts, f.max_ts,
        (SELECT count(DISTINCT r.row_number) FROM rejected_rows r
          WHERE r.file_id = f.file_id AND r.kind = 'invalid') AS in_quarantine_invalid,
        (SELECT count(*) FROM rejected_rows r
@@ -30,15 +29,33 @@ class Reconciliation:
 def reconcile_run(conn: Connection, stream: Stream, run_id: str) -> Reconciliation:
     """For each file the run loaded: rows_read = loaded + rejected + duplicate + conflicting, and
     history and quarantine hold exactly the loaded, rejected and conflicting rows."""
-    # The file's time range lets PostgreSQL count in its day partitions only.
-    ts_range = " AND h.ts BETWEEN f.min_ts AND f.max_ts" if stream.has_timestamp else ""
     with conn.cursor() as cur:
-        # Table and column names are contract constants; values travel as parameters.
-        cur.execute(
-            _RECONCILE_SQL.format(table=stream.table, ts_range=ts_range), (run_id, stream.name)
-        )
+        cur.execute(_MANIFEST_SQL, (run_id, stream.name))
         rows = cur.fetch_arrow_table().to_pylist()
+        file_ids = [r["file_id"] for r in rows]
+        starts = [r["min_ts"] for r in rows if r["min_ts"] is not None]
+        ends = [r["max_ts"] for r in rows if r["max_ts"] is not None]
+        in_history: dict[int, int] = {}
+        # One pass for all the run's files (history has no index on file_id). Every row of a file
+        # lies in the file's [min_ts, max_ts], so the run's range prunes to the touched days; a
+        # run whose files had no valid rows has nothing to count.
+        if stream.has_timestamp and starts:
+            sql = f"SELECT file_id, count(*) FROM {stream.table} WHERE file_id = ANY($1)"
+            cur.execute(
+                sql + " AND ts >= $2 AND ts <= $3 GROUP BY file_id",
+                (file_ids, min(starts), max(ends)),
+            )
+            in_history = {int(file_id): int(count) for file_id, count in cur.fetchall()}
+        elif not stream.has_timestamp and file_ids:
+            cur.execute(
+                f"SELECT file_id, count(*) FROM {stream.table} WHERE file_id = ANY($1)"
+                " GROUP BY file_id",
+                (file_ids,),
+            )
+            in_history = {int(file_id): int(count) for file_id, count in cur.fetchall()}
     conn.rollback()
+    for row in rows:
+        row["in_history"] = in_history.get(row["file_id"], 0)
     broken = [
         r["path"]
         for r in rows

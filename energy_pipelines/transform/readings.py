@@ -7,18 +7,8 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from energy_pipelines.contract import Stream
+from energy_pipelines.contract import ARROW_TYPES, Stream
 from energy_pipelines.landing.read import ROW_NUMBER
-
-# Arrow types that match the PostgreSQL columns exactly; ADBC's COPY refuses near misses.
-_ARROW_TYPES = {
-    "id": pa.string(),
-    "kwh": pa.float64(),
-    "voltage": pa.float64(),
-    "soc": pa.float64(),
-    "battery_temp": pa.float64(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
 
 
 @dataclass(frozen=True)
@@ -47,14 +37,14 @@ def deduplicate_within_file(valid: pl.DataFrame, stream: Stream) -> Deduplicated
 def to_staging_table(unique: pl.DataFrame, stream: Stream) -> pa.Table:
     """Rows in key order (the primary key index is then filled sequentially), with row_number."""
     # -0.0 + 0.0 is 0.0: a "-0" reading is stored as 0, not as PostgreSQL's -0.
-    floats = [f.column for f in stream.fields if _ARROW_TYPES[f.kind] == pa.float64()]
+    floats = [f.column for f in stream.fields if ARROW_TYPES[f.kind] == pa.float64()]
     ordered = (
         unique.sort(list(stream.key))
         .select(*stream.columns, ROW_NUMBER)
         .with_columns(pl.col(c) + 0.0 for c in floats)
     )
     schema = pa.schema(
-        [pa.field(f.column, _ARROW_TYPES[f.kind], nullable=False) for f in stream.fields]
+        [pa.field(f.column, ARROW_TYPES[f.kind], nullable=False) for f in stream.fields]
         + [pa.field(ROW_NUMBER, pa.int64(), nullable=False)]
     )
     return ordered.to_arrow().cast(schema)

@@ -1,0 +1,45 @@
+"""Gateway configuration, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from energy_pipelines.settings import Settings, float_env
+
+DEFAULT_ROLL_SECONDS = 5.0
+DEFAULT_ROLL_RECORDS = 100_000
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# Spool folder under the landing root: `_` keeps discovery (which walks <landing>/<stream>) away.
+DEFAULT_SPOOL_FOLDER = "_gateway_spool"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    settings: Settings
+    spool_dir: Path
+    roll_seconds: float = DEFAULT_ROLL_SECONDS
+    roll_records: int = DEFAULT_ROLL_RECORDS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Required as `Authorization: Bearer <token>` on POST when set.
+    token: str | None = None
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.settings.landing_dir
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> GatewayConfig:
+        settings = settings or Settings.from_env()
+        spool = os.environ.get("ENERGY_GATEWAY_SPOOL_DIR") or None
+        return cls(
+            settings=settings,
+            spool_dir=Path(spool) if spool else settings.landing_dir / DEFAULT_SPOOL_FOLDER,
+            roll_seconds=float_env("ENERGY_GATEWAY_ROLL_SECONDS", DEFAULT_ROLL_SECONDS, 0.01),
+            roll_records=int(float_env("ENERGY_GATEWAY_ROLL_RECORDS", DEFAULT_ROLL_RECORDS, 1)),
+            max_body_bytes=int(
+                float_env("ENERGY_GATEWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1)
+            ),
+            token=os.environ.get("ENERGY_GATEWAY_TOKEN") or None,
+        )
