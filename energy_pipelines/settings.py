@@ -40,6 +40,8 @@ class FileLimits:
     max_file_bytes: int = 1 << 30  # on disk
     max_decompressed_bytes: int = 1 << 30  # a .csv.gz once expanded
     max_rows: int = 20_000_000  # as a Parquet footer claims them
+    # Estimated peak memory of parsing one file (see landing.read for the estimate).
+    memory_budget_bytes: int = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Settings:
                 max_file_bytes=int(float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
                 max_decompressed_bytes=int(float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
                 max_rows=int(float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
+                memory_budget_bytes=int(float_env("ENERGY_PARSE_MEMORY_MB", 4096) * 2**20),
             ),
             fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),

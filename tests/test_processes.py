@@ -69,6 +69,7 @@ def test_ingest_fails_with_a_clear_message_when_database_is_unreachable(
 
 
 CRASH_POINTS = [
+    "after_staging_copy",
     "after_history_insert",
     "before_commit",
     "after_commit",

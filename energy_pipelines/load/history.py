@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 
 from energy_pipelines.contract import Stream
+from energy_pipelines.faults import crash_point
 
 STAGING_TABLE = "staging_rows"
 REJECT_STAGING_TABLE = "staging_rejected_rows"
@@ -78,6 +79,7 @@ def write_history(
             "file_id", pa.repeat(pa.scalar(file_id, pa.int64()), staged.num_rows)
         )
         cur.adbc_ingest(stream.table, rows, mode="append")
+        crash_point("after_staging_copy")
         return HistoryWrite(
             loaded=staged.num_rows,
             duplicate=0,
@@ -86,6 +88,7 @@ def write_history(
             fast_path=True,
         )
     cur.adbc_ingest(STAGING_TABLE, staged, mode="replace", temporary=True)
+    crash_point("after_staging_copy")
     table = _ident(stream.table)
     key_match = " AND ".join(f"h.{_ident(k)} = s.{_ident(k)}" for k in stream.key)
     values = stream.value_columns
