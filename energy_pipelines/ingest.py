@@ -193,6 +193,14 @@ def ingest_file(
             prepared, timings = prepare_file(file, stream, settings, started_at)
         except FileRejected as rejected:
             manifest.status, manifest.error = "quarantined", rejected.reason
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as failure:  # Polars panics derive from BaseException
+            log.exception("%s could not be parsed; quarantined", file.relative_path)
+            manifest.status = "quarantined"
+            manifest.error = FileRejected(
+                f"the file could not be parsed: {_first_line(failure)[:500]}"
+            ).reason
         if not file.unchanged():
             raise FileChanged(file.relative_path)
 
@@ -280,13 +288,15 @@ def ingest_stream(
         except FileChanged:
             conn.rollback()
             log.warning("%s changed while it was read; left for the next run", file.relative_path)
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # Polars panics derive from BaseException
             conn.rollback()
             if not _connection_alive(conn):
                 raise  # the database, not the file, failed: the run fails, files stay
             # One file PostgreSQL refuses must not stop every later run: quarantine it.
             log.exception("%s could not be loaded; quarantined", file.relative_path)
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = _first_line(error)
             outcomes.append(
                 _quarantine_whole_file(
                     conn,
@@ -298,6 +308,10 @@ def ingest_stream(
                 )
             )
     return outcomes
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _connection_alive(conn: Connection) -> bool:

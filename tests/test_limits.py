@@ -74,3 +74,47 @@ def test_parquet_above_a_limit_is_rejected(tmp_path: Path, limits: FileLimits, w
     assert read_landing_file(_only_file(tmp_path), METER, FileLimits()).frame.height == 2000
     with pytest.raises(FileRejected, match=words):
         read_landing_file(_only_file(tmp_path), METER, limits)
+
+
+@pytest.mark.parametrize(
+    ("unit", "value"),
+    [("s", -(2**40) * 1000)]
+    + [(unit, value) for unit in ("ms", "us", "ns") for value in (2**62, -(2**62))],
+)
+def test_absurd_parquet_timestamps_reject_rows_not_the_run(
+    tmp_path: Path, unit: str, value: int
+) -> None:
+    """Found by fuzzing: Polars panicked converting timestamps far outside any calendar."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from energy_pipelines.settings import ValidationLimits
+    from energy_pipelines.validate.rules import validate_rows
+
+    (tmp_path / "meter").mkdir()
+    good = (
+        {"s": 1_770_000_000}[unit]
+        if unit == "s"
+        else 1_770_000_000
+        * {
+            "ms": 10**3,
+            "us": 10**6,
+            "ns": 10**9,
+        }[unit]
+    )
+    table = pa.table(
+        {
+            "meterId": ["m-1", "m-2"],
+            "kwhConsumedAc": [1.0, 1.0],
+            "voltage": [230.0, 230.0],
+            "timestamp": pa.array([value, good], pa.timestamp(unit, tz="UTC")),
+        }
+    )
+    pq.write_table(table, tmp_path / "meter" / "a.parquet", coerce_timestamps=None)
+    raw = read_landing_file(_only_file(tmp_path), METER, FileLimits())
+    result = validate_rows(raw, METER, ValidationLimits(), datetime.now(UTC))
+    assert result.rejects["row_number"].to_list() == [1]
+    assert "timestamp" in result.rejects["column_name"].to_list()
+    assert result.valid["meter_id"].to_list() == ["m-2"]

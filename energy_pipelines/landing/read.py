@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from energy_pipelines.contract import Stream
@@ -17,6 +18,9 @@ from energy_pipelines.landing.errors import FileRejected
 from energy_pipelines.settings import FileLimits
 
 ROW_NUMBER = "row_number"
+# Seconds since the epoch of 0001-01-02 and 9999-12-30: the calendar Python and Polars handle.
+_FIRST_SECOND = -62_135_510_400
+_LAST_SECOND = 253_402_128_000
 # Peak parse memory per byte of input, measured on this code: a CSV read as text, typed and
 # staged takes about 7.4 times its expanded size; Parquet about 4 times its uncompressed size.
 CSV_MEMORY_FACTOR = 8
@@ -124,9 +128,19 @@ def _normalize_arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_dictionary(kind):
         # pandas' category columns: the values are still text (or numbers).
         return _normalize_arrow_column(column.cast(kind.value_type))
-    if pa.types.is_timestamp(kind) and kind.tz is not None and kind.tz not in ("UTC", "+00:00"):
+    if pa.types.is_timestamp(kind):
+        # Outside years 1..9999 a timestamp is no reading (a flipped bit, a garbage file), and
+        # Polars panics converting such values. Clamped to the edge, the row still breaks the
+        # same rule (before 2000 / in the future) and is quarantined, not the whole file.
+        per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[kind.unit]
+        low = (_FIRST_SECOND if kind.unit != "ns" else -(2**63) // per_second + 1) * per_second
+        high = (_LAST_SECOND if kind.unit != "ns" else (2**63 - 1) // per_second) * per_second
+        raw = column.cast(pa.int64())
+        clamped = pc.min_element_wise(
+            pc.max_element_wise(raw, low, skip_nulls=False), high, skip_nulls=False
+        )
         # Polars cannot parse offsets like +05:30; the instant is the same in UTC.
-        return column.cast(pa.timestamp(kind.unit, tz="UTC"))
+        return clamped.cast(pa.timestamp(kind.unit, tz="UTC" if kind.tz is not None else None))
     return column
 
 
