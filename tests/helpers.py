@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,3 +37,15 @@ def assert_forbidden(conn, statements: tuple[str, ...]) -> None:  # type: ignore
         ):
             cur.execute(statement)
         conn.rollback()
+
+
+def cli(
+    *args: str, env: dict[str, str], wait: bool = True
+) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    """Run `energy-pipelines ARGS` as its own process (wait=False: return it running)."""
+    command = [sys.executable, "-m", "energy_pipelines.cli", *args]
+    if not wait:
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)

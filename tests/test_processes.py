@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,18 +11,7 @@ import pytest
 
 from energy_pipelines.load.database import connect, execute_admin, with_database
 from tests.conftest import query
-from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
-
-
-def cli(
-    *args: str, env: dict[str, str], wait: bool = True
-) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
-    command = [sys.executable, "-m", "energy_pipelines.cli", *args]
-    if not wait:
-        return subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+from tests.helpers import METER_HEADER, VEHICLE_HEADER, cli, write_csv
 
 
 def _write_files(landing: Path, count: int) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -20,7 +18,14 @@ from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.load.database import connect
 from energy_pipelines.settings import Settings
 from tests.conftest import query
-from tests.helpers import METER_HEADER, VEHICLE_HEADER, as_user, assert_forbidden, write_csv
+from tests.helpers import (
+    METER_HEADER,
+    VEHICLE_HEADER,
+    as_user,
+    assert_forbidden,
+    cli,
+    write_csv,
+)
 
 
 def test_loader_role_runs_the_pipeline_and_nothing_else(
@@ -75,13 +80,7 @@ def test_no_password_in_output_logs_or_dagster_metadata(
     # The local test server trusts its clients, so a password in the URL is accepted unchecked.
     url = as_user(database_url, urlsplit(database_url).username or "postgres", secret)
     write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
-    done = subprocess.run(
-        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
-        env={**env, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = cli("ingest", env={**env, "DATABASE_URL": url})
     assert done.returncode == 0, done.stderr
     assert "loaded            meter/a.csv" in done.stdout
     assert secret not in done.stdout + done.stderr
@@ -100,6 +99,10 @@ def test_no_password_in_output_logs_or_dagster_metadata(
     records = instance.all_logs(result.run_id)
     assert records
     assert not [r for r in records if secret in str(r)]
+
+
+# Holds the loader inside its transaction, after the history insert, for 20 s.
+PAUSE_IN_LOAD = {"ENERGY_PAUSE_AT": "after_history_insert", "ENERGY_PAUSE_SECONDS": "20"}
 
 
 def _wait_for_paused_loader(db, database: str, timeout: float = 60) -> int:  # type: ignore[no-untyped-def]
@@ -122,12 +125,10 @@ def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
 ) -> None:
     write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
     database = urlsplit(database_url).path.lstrip("/")
-    running = subprocess.Popen(
-        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+    running = cli(
+        "ingest",
         env={**env, "ENERGY_PAUSE_AT": "after_history_insert", "ENERGY_PAUSE_SECONDS": "20"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        wait=False,
     )
     try:
         pid = _wait_for_paused_loader(db, database)
@@ -142,13 +143,7 @@ def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
     assert query(db, "SELECT count(*) FROM meter_readings_history") == [(0,)]
     assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
     assert (landing / "meter" / "a.csv").exists()
-    rerun = subprocess.run(
-        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    rerun = cli("ingest", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
 
@@ -170,12 +165,10 @@ def test_embedded_server_restarted_immediately_mid_load(tmp_path: Path, landing:
         "ENERGY_SETTLE_SECONDS": "0",
     }
     write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
-    running = subprocess.Popen(
-        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
+    running = cli(
+        "ingest",
         env={**env, "ENERGY_PAUSE_AT": "after_history_insert", "ENERGY_PAUSE_SECONDS": "20"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        wait=False,
     )
     watcher = connect(url)
     try:
@@ -202,13 +195,7 @@ def test_embedded_server_restarted_immediately_mid_load(tmp_path: Path, landing:
         conn.close()
     assert (landing / "meter" / "a.csv").exists()
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "energy_pipelines.cli", "ingest"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    rerun = cli("ingest", env=env)
     assert rerun.returncode == 0, rerun.stderr
     conn = connect(url)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from energy_pipelines.simulate import simulate
 from tests.conftest import query
-from tests.test_processes import cli
+from tests.helpers import cli
 
 
 def test_one_day_of_a_small_fleet_loads_288000_readings_once(db, env: dict, landing: Path) -> None:
