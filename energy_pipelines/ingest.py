@@ -150,6 +150,20 @@ def _rejected_rows_frame(
     )
 
 
+def _manifest_for(
+    file: LandingFile, stream: Stream, sha256: str, run_id: str | None, started_at: datetime
+) -> ManifestRow:
+    return ManifestRow(
+        stream=stream.name,
+        path=file.relative_path,
+        sha256=sha256,
+        size_bytes=file.size_bytes,
+        status="loaded",
+        started_at=started_at,
+        run_id=run_id,
+    )
+
+
 def ingest_file(
     conn: Connection,
     file: LandingFile,
@@ -173,15 +187,7 @@ def ingest_file(
         )
     if not file.unchanged():
         raise FileChanged(file.relative_path)
-    manifest = ManifestRow(
-        stream=stream.name,
-        path=file.relative_path,
-        sha256=sha256,
-        size_bytes=file.size_bytes,
-        status="loaded",
-        started_at=started_at,
-        run_id=run_id,
-    )
+    manifest = _manifest_for(file, stream, sha256, run_id, started_at)
 
     with conn.cursor() as cur:
         already = find_loaded(cur, stream.name, sha256)
@@ -339,16 +345,8 @@ def _quarantine_whole_file(
             sha256 = sha256_of(file.path)
         except OSError:
             sha256 = ""
-    manifest = ManifestRow(
-        stream=stream.name,
-        path=file.relative_path,
-        sha256=sha256,
-        size_bytes=file.size_bytes,
-        status="quarantined",
-        started_at=datetime.now(UTC),
-        run_id=run_id,
-        error=reason,
-    )
+    manifest = _manifest_for(file, stream, sha256, run_id, datetime.now(UTC))
+    manifest.status, manifest.error = "quarantined", reason
     with conn.cursor() as cur:
         lock_stream(cur, stream.name)
         file_id = insert_manifest_row(cur, manifest)
