@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,3 +50,18 @@ def cli(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+
+
+def meter_table(**overrides: object):  # type: ignore[no-untyped-def]
+    """A valid two-row meter Parquet table; keyword arguments replace whole columns."""
+    import pyarrow as pa
+
+    ts = datetime(2026, 2, 11, 10, 30, tzinfo=UTC)
+    columns = {
+        "meterId": pa.array(["m-1", "m-2"]),
+        "kwhConsumedAc": pa.array([1.5, 2.5]),
+        "voltage": pa.array([230.0, 231.0]),
+        "timestamp": pa.array([ts, ts], pa.timestamp("us", tz="UTC")),
+    }
+    columns.update(overrides)
+    return pa.table(columns)

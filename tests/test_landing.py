@@ -34,6 +34,7 @@ from energy_pipelines.landing.discover import (
 )
 from energy_pipelines.landing.errors import FileRejected
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
+from tests.helpers import meter_table
 
 METER_HEADER = "meterId,kwhConsumedAc,voltage,timestamp"
 METER_ROW = "m-1,1.5,230,2026-02-11T10:30:00Z"
@@ -92,17 +93,6 @@ def _rejected(root: Path, name: str, data: bytes | str, stream: Stream = METER) 
     assert reason == str(caught.value)
     assert reason.strip(), "a rejection must say why"
     return reason
-
-
-def _meter_table(**overrides: pa.Array) -> pa.Table:
-    columns = {
-        "meterId": pa.array(["m-1", "m-2"]),
-        "kwhConsumedAc": pa.array([1.5, 2.5]),
-        "voltage": pa.array([230.0, 231.0]),
-        "timestamp": pa.array([TS, TS], pa.timestamp("us", tz="UTC")),
-    }
-    columns.update(overrides)
-    return pa.table(columns)
 
 
 def _set_mtime(path: Path, mtime: float) -> None:
@@ -486,7 +476,7 @@ def test_unterminated_quote_is_rejected(tmp_path: Path) -> None:
 
 
 def test_binary_file_named_csv_is_rejected(tmp_path: Path) -> None:
-    _rejected(tmp_path, "binary.csv", _parquet_bytes(_meter_table()))
+    _rejected(tmp_path, "binary.csv", _parquet_bytes(meter_table()))
 
 
 def test_trailing_blank_line_is_not_a_row(tmp_path: Path) -> None:
@@ -506,7 +496,7 @@ def test_fewer_fields_leave_missing_values(tmp_path: Path) -> None:
 
 
 def test_parquet_keeps_native_types(tmp_path: Path) -> None:
-    raw = _read_table(tmp_path, _meter_table())
+    raw = _read_table(tmp_path, meter_table())
     assert raw.frame.columns == [ROW_NUMBER, *METER.columns]
     assert raw.frame.schema["kwh_consumed_ac"] == pl.Float64
     assert isinstance(raw.frame.schema["ts"], pl.Datetime)
@@ -546,12 +536,12 @@ def test_parquet_camel_and_snake_at_once_is_rejected(tmp_path: Path) -> None:
     ids=["int64", "uint16", "float32", "decimal"],
 )
 def test_parquet_numeric_types_are_accepted(tmp_path: Path, numeric: pa.Array) -> None:
-    raw = _read_table(tmp_path, _meter_table(kwhConsumedAc=numeric))
+    raw = _read_table(tmp_path, meter_table(kwhConsumedAc=numeric))
     assert raw.frame.height == 2
 
 
 def test_parquet_string_values_are_accepted(tmp_path: Path) -> None:
-    table = _meter_table(
+    table = meter_table(
         kwhConsumedAc=pa.array(["1.5", "2.5"]),
         timestamp=pa.array(["2026-02-11T10:30:00Z", "2026-02-11T10:31:00+01:00"]),
     )
@@ -574,7 +564,7 @@ def test_parquet_string_values_are_accepted(tmp_path: Path) -> None:
 def test_parquet_wrong_column_type_is_rejected_naming_the_column(
     tmp_path: Path, column: str, values: pa.Array
 ) -> None:
-    _write_parquet(tmp_path, "meter/a.parquet", _meter_table(**{column: values}))
+    _write_parquet(tmp_path, "meter/a.parquet", meter_table(**{column: values}))
     with pytest.raises(FileRejected) as caught:
         read_landing_file(_only_file(tmp_path, METER), METER)
     assert column in caught.value.reason
@@ -603,7 +593,7 @@ def test_parquet_dictionary_encoded_ids_are_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cut", [0, 4, 100, -1, -8], ids=lambda c: f"cut{c}")
 def test_truncated_parquet_is_rejected(tmp_path: Path, cut: int) -> None:
-    body = _parquet_bytes(_meter_table())
+    body = _parquet_bytes(meter_table())
     reason = _rejected(tmp_path, "t.parquet", body[:cut])
     assert "Parquet" in reason
 
@@ -620,7 +610,7 @@ def test_parquet_with_one_corrupt_byte_is_rejected(tmp_path: Path) -> None:
 def test_parquet_fixed_offset_timestamp_is_read(tmp_path: Path, tz: str) -> None:
     # A Parquet timestamp is accepted whatever its zone; validation converts it to UTC.
     instant = datetime(2026, 2, 11, 10, 30, tzinfo=UTC)
-    table = _meter_table(timestamp=pa.array([instant, instant], pa.timestamp("us", tz=tz)))
+    table = meter_table(timestamp=pa.array([instant, instant], pa.timestamp("us", tz=tz)))
     raw = _read_table(tmp_path, table)
     assert raw.frame.height == 2
     assert isinstance(raw.frame.schema["ts"], pl.Datetime)
@@ -632,7 +622,7 @@ def test_csv_named_parquet_is_rejected(tmp_path: Path) -> None:
 
 
 def test_parquet_missing_column_is_rejected(tmp_path: Path) -> None:
-    table = _meter_table().drop_columns(["voltage"])
+    table = meter_table().drop_columns(["voltage"])
     _write_parquet(tmp_path, "meter/a.parquet", table)
     with pytest.raises(FileRejected, match="voltage"):
         read_landing_file(_only_file(tmp_path, METER), METER)

@@ -26,6 +26,7 @@ from energy_pipelines.settings import ValidationLimits
 from energy_pipelines.transform.readings import deduplicate_within_file, to_staging_table
 from energy_pipelines.validate.rules import ValidatedRows, raw_values_json, validate_rows
 from energy_pipelines.validate.schemas import MAX_ID_LENGTH, reading_schema
+from tests.helpers import meter_table
 
 # A fixed ingestion time keeps the "not in the future" rule deterministic.
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -99,18 +100,6 @@ def _validate_csv(
 def _rules(result: ValidatedRows, row_number: int) -> list[tuple[str, str]]:
     rows = result.rejects.filter(pl.col(ROW_NUMBER) == row_number)
     return list(zip(rows["column_name"].to_list(), rows["rule"].to_list(), strict=True))
-
-
-def _meter_table(**overrides: pa.Array) -> pa.Table:
-    ts = datetime(2026, 2, 11, 10, 30, tzinfo=UTC)
-    columns = {
-        "meterId": pa.array(["m-1", "m-2"]),
-        "kwhConsumedAc": pa.array([1.5, 2.5]),
-        "voltage": pa.array([230.0, 231.0]),
-        "timestamp": pa.array([ts, ts], pa.timestamp("us", tz="UTC")),
-    }
-    columns.update(overrides)
-    return pa.table(columns)
 
 
 def _utc(*args: int) -> datetime:
@@ -453,7 +442,7 @@ def test_text_timestamps_are_converted_to_utc(tmp_path: Path) -> None:
 
 def test_parquet_naive_timestamp_is_utc(tmp_path: Path) -> None:
     naive = datetime(2026, 2, 11, 10, 30)
-    table = _meter_table(timestamp=pa.array([naive, naive], pa.timestamp("ns")))
+    table = meter_table(timestamp=pa.array([naive, naive], pa.timestamp("ns")))
     result = _validate(_read_table(tmp_path, METER, table), METER)
     assert result.rejects.height == 0
     assert result.valid.schema["ts"] == pl.Datetime("us", "UTC")
@@ -464,7 +453,7 @@ def test_parquet_naive_timestamp_is_utc(tmp_path: Path) -> None:
 def test_parquet_zoned_timestamp_is_converted_to_utc(tmp_path: Path, tz: str) -> None:
     instant = _utc(2026, 2, 11, 10, 30)
     local = instant.astimezone(ZoneInfo(tz)) if "/" in tz else instant
-    table = _meter_table(timestamp=pa.array([local, local], pa.timestamp("ms", tz=tz)))
+    table = meter_table(timestamp=pa.array([local, local], pa.timestamp("ms", tz=tz)))
     raw = _read_table(tmp_path, METER, table)
     result = _validate(raw, METER)
     assert result.rejects.height == 0
@@ -473,7 +462,7 @@ def test_parquet_zoned_timestamp_is_converted_to_utc(tmp_path: Path, tz: str) ->
 
 
 def test_parquet_timestamp_rules_apply(tmp_path: Path) -> None:
-    table = _meter_table(
+    table = meter_table(
         timestamp=pa.array([_utc(1999, 12, 31, 23), _utc(2100, 1, 1)], pa.timestamp("us", tz="UTC"))
     )
     result = _validate(_read_table(tmp_path, METER, table), METER)
@@ -483,7 +472,7 @@ def test_parquet_timestamp_rules_apply(tmp_path: Path) -> None:
 
 
 def test_parquet_text_timestamps_are_parsed(tmp_path: Path) -> None:
-    table = _meter_table(timestamp=pa.array(["2026-02-11T10:30:00+02:00", "1700000000"]))
+    table = meter_table(timestamp=pa.array(["2026-02-11T10:30:00+02:00", "1700000000"]))
     result = _validate(_read_table(tmp_path, METER, table), METER)
     assert result.valid["ts"].to_list() == [_utc(2026, 2, 11, 8, 30)]
     assert [(c, r[: len(NOT_ISO)]) for c, r in _rules(result, 2)] == [("timestamp", NOT_ISO)]
@@ -495,7 +484,7 @@ def test_parquet_text_timestamps_are_parsed(tmp_path: Path) -> None:
 
 
 def test_parquet_number_rules(tmp_path: Path) -> None:
-    table = _meter_table(
+    table = meter_table(
         kwhConsumedAc=pa.array([float("nan"), -0.0]),
         voltage=pa.array([230, 2001], pa.int32()),
     )
@@ -505,7 +494,7 @@ def test_parquet_number_rules(tmp_path: Path) -> None:
 
 
 def test_parquet_nulls_are_missing(tmp_path: Path) -> None:
-    table = _meter_table(
+    table = meter_table(
         meterId=pa.array([None, "m-2"], pa.string()),
         kwhConsumedAc=pa.array([None, 1.0], pa.float64()),
         timestamp=pa.array([None, T1], pa.timestamp("us", tz="UTC")),
@@ -535,14 +524,14 @@ def test_empty_text_id_is_reported_once(tmp_path: Path) -> None:
 
 
 def test_parquet_all_null_column_is_missing(tmp_path: Path) -> None:
-    table = _meter_table(voltage=pa.array([None, None], pa.null()))
+    table = meter_table(voltage=pa.array([None, None], pa.null()))
     result = _validate(_read_table(tmp_path, METER, table), METER)
     assert result.valid.height == 0
     assert set(result.rejects.select("column_name", "rule").rows()) == {("voltage", MISSING)}
 
 
 def test_parquet_decimal_and_integer_values(tmp_path: Path) -> None:
-    table = _meter_table(
+    table = meter_table(
         kwhConsumedAc=pa.array([1, 2], pa.decimal128(10, 3)),
         voltage=pa.array([230, 231], pa.uint16()),
     )
@@ -848,7 +837,7 @@ def test_weird_ids_round_trip_from_csv_to_staging(tmp_path: Path) -> None:
 
 def test_weird_ids_round_trip_from_parquet_to_staging(tmp_path: Path) -> None:
     n = len(WEIRD_IDS)
-    table = _meter_table(
+    table = meter_table(
         meterId=pa.array(WEIRD_IDS),
         kwhConsumedAc=pa.array([1.0] * n),
         voltage=pa.array([230.0] * n),
