@@ -168,15 +168,9 @@ def pipeline_run(server_url: str, files: Path, work: Path) -> dict[str, Any]:
 def server_settings(server_url: str) -> dict[str, str]:
     names = ["server_version", "shared_buffers", "max_wal_size", "checkpoint_timeout"]
     names += ["wal_compression", "synchronous_commit", "work_mem", "maintenance_work_mem"]
-    conn = connect(server_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT name, current_setting(name) FROM unnest($1::text[]) AS name", (names,)
-            )
-            return dict(cur.fetchall())
-    finally:
-        conn.close()
+    with connect(server_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, current_setting(name) FROM unnest($1::text[]) AS name", (names,))
+        return dict(cur.fetchall())
 
 
 def run_bench(server_url: str, cache_root: Path, size: BenchSize) -> dict[str, Any]:

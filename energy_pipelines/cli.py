@@ -74,11 +74,8 @@ def run_ingest(
         **kwargs,
     )
     url = resolve_database_url(settings)
-    conn = connect(url)
-    try:
+    with connect(url) as conn:
         rows = manifest_rows_for_run(conn, result.run_id)
-    finally:
-        conn.close()
     print(f"run {result.run_id} on {redact_url(url)}")
     if not rows:
         print("no settled files were waiting in", settings.landing_dir)
@@ -126,8 +123,7 @@ def refresh_daily(settings: Settings, instance: object | None) -> list | None:
     from energy_pipelines.defs import defs
     from energy_pipelines.load.database import connect, resolve_database_url
 
-    conn = connect(resolve_database_url(settings))
-    try:
+    with connect(resolve_database_url(settings)) as conn:
         pending = pending_days(conn)
         job = defs.resolve_job_def("daily_analytics_job")
         kwargs = {"instance": instance} if instance is not None else {}
@@ -144,26 +140,20 @@ def refresh_daily(settings: Settings, instance: object | None) -> list | None:
         if pending.up_to_file_id > pending.after_file_id:
             advance_daily_watermark(conn, pending)
         return pending.days
-    finally:
-        conn.close()
 
 
 def run_performance(settings: Settings, vehicle_id: str, as_of: str | None) -> int:
-    import json
-
     from energy_pipelines.analytics.performance import UnknownVehicle, vehicle_performance
     from energy_pipelines.load.database import connect, resolve_database_url
 
-    conn = connect(resolve_database_url(settings))
     try:
-        summary = vehicle_performance(
-            conn, vehicle_id, parse_as_of(as_of) if as_of else None, settings.fault_threshold
-        )
+        with connect(resolve_database_url(settings)) as conn:
+            summary = vehicle_performance(
+                conn, vehicle_id, parse_as_of(as_of) if as_of else None, settings.fault_threshold
+            )
     except UnknownVehicle as exc:
         print(f"energy-pipelines: {exc}", file=sys.stderr)
         return 2
-    finally:
-        conn.close()
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -172,11 +162,8 @@ def run_retention(settings: Settings, keep_days: int) -> int:
     from energy_pipelines.load.database import connect, resolve_database_url
     from energy_pipelines.load.retention import drop_old_partitions, retention_cutoff
 
-    conn = connect(resolve_database_url(settings))
-    try:
+    with connect(resolve_database_url(settings)) as conn:
         dropped = drop_old_partitions(conn, keep_days)
-    finally:
-        conn.close()
     print(f"kept days from {retention_cutoff(keep_days)}; dropped {len(dropped)} partition(s)")
     for name in dropped:
         print(f"dropped {name}")
@@ -190,8 +177,9 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.quick:
         size = BenchSize(200, 200, 240, 4, args.format)
     else:
-        vehicles = args.vehicles if args.vehicles is not None else args.meters
-        size = BenchSize(args.meters, vehicles, args.minutes, args.files_per_stream, args.format)
+        size = BenchSize(
+            args.meters, _vehicles(args), args.minutes, args.files_per_stream, args.format
+        )
     report = run_bench(resolve_database_url(settings), settings.state_dir / "bench", size)
     line = json.dumps(report)
     if args.json:
@@ -205,20 +193,21 @@ def run_db_upgrade(settings: Settings) -> int:
     from energy_pipelines.load.migrations import upgrade
 
     url = resolve_database_url(settings)
-    conn = connect(url)
-    try:
+    with connect(url) as conn:
         applied = upgrade(conn)
-    finally:
-        conn.close()
     print(f"{redact_url(url)}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
     return 0
+
+
+def _vehicles(args: argparse.Namespace) -> int:
+    return args.vehicles if args.vehicles is not None else args.meters
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     from energy_pipelines.simulate import default_start, follow, simulate
 
     if getattr(args, "follow", False):
-        vehicles = args.vehicles if args.vehicles is not None else args.meters
+        vehicles = _vehicles(args)
         print(f"dropping files into {args.out} every {args.interval:g} s; Ctrl-C stops")
         try:
             for landed in follow(
@@ -234,7 +223,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     summary = simulate(
         Path(args.out),
         meters=args.meters,
-        vehicles=args.vehicles if args.vehicles is not None else args.meters,
+        vehicles=_vehicles(args),
         start=start,
         minutes=args.minutes,
         file_format=args.format,
@@ -264,27 +253,21 @@ def run_demo(args: argparse.Namespace) -> int:
         return code
     from energy_pipelines.load.database import connect, resolve_database_url
 
-    conn = connect(resolve_database_url(settings))
-    try:
-        with conn.cursor() as cur:
-            for table in (
-                "meter_readings_history",
-                "vehicle_readings_history",
-                "meter_vehicle_correlation",
-                "rejected_rows",
-                "meter_current_status",
-                "vehicle_current_status",
-                "daily_vehicle_efficiency",
-                "daily_meter_usage",
-            ):
-                cur.execute(f"SELECT count(*) FROM {table}")  # fixed table names
-                print(f"{table}: {cur.fetchone()[0]} rows")
-            cur.execute(
-                "SELECT status, count(*) FROM v_fleet_efficiency_latest GROUP BY 1 ORDER BY 1"
-            )
-            print("latest daily status per vehicle: " + ", ".join(f"{s} {n}" for s, n in cur))
-    finally:
-        conn.close()
+    with connect(resolve_database_url(settings)) as conn, conn.cursor() as cur:
+        for table in (
+            "meter_readings_history",
+            "vehicle_readings_history",
+            "meter_vehicle_correlation",
+            "rejected_rows",
+            "meter_current_status",
+            "vehicle_current_status",
+            "daily_vehicle_efficiency",
+            "daily_meter_usage",
+        ):
+            cur.execute(f"SELECT count(*) FROM {table}")  # fixed table names
+            print(f"{table}: {cur.fetchone()[0]} rows")
+        cur.execute("SELECT status, count(*) FROM v_fleet_efficiency_latest GROUP BY 1 ORDER BY 1")
+        print("latest daily status per vehicle: " + ", ".join(f"{s} {n}" for s, n in cur))
     return 0
 
 

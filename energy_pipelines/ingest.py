@@ -20,7 +20,7 @@ from energy_pipelines.faults import crash_point
 from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_candidates
 from energy_pipelines.landing.archive import archive_file, quarantine_file
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files, sha256_of
-from energy_pipelines.landing.errors import FileRejected
+from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import ensure_day_partitions, write_history, write_rejected_rows
@@ -204,9 +204,7 @@ def ingest_file(
         except BaseException as failure:  # Polars panics derive from BaseException
             log.exception("%s could not be parsed; quarantined", file.relative_path)
             manifest.status = "quarantined"
-            manifest.error = FileRejected(
-                f"the file could not be parsed: {_first_line(failure)[:500]}"
-            ).reason
+            manifest.error = printable(f"the file could not be parsed: {first_line(failure)[:500]}")
         if not file.unchanged():
             raise FileChanged(file.relative_path)
 
@@ -302,7 +300,6 @@ def ingest_stream(
                 raise  # the database, not the file, failed: the run fails, files stay
             # One file PostgreSQL refuses must not stop every later run: quarantine it.
             log.exception("%s could not be loaded; quarantined", file.relative_path)
-            reason = _first_line(error)
             outcomes.append(
                 _quarantine_whole_file(
                     conn,
@@ -310,14 +307,10 @@ def ingest_stream(
                     stream,
                     settings,
                     run_id,
-                    f"the file could not be loaded: {reason[:500]}".replace("\x00", "\\x00"),
+                    printable(f"the file could not be loaded: {first_line(error)[:500]}"),
                 )
             )
     return outcomes
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _connection_alive(conn: Connection) -> bool:

@@ -37,11 +37,8 @@ class EnergyStorage(dg.ConfigurableResource):
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         url = resolve_database_url(self.settings())
-        conn = connect(url)
-        try:
+        with connect(url) as conn:
             if url not in _UPGRADED:
                 upgrade(conn)  # migrations run automatically before a run touches data
                 _UPGRADED.add(url)
             yield conn
-        finally:
-            conn.close()

@@ -36,7 +36,7 @@ class StatusRefresh:
 def _upsert_sql(stream: Stream) -> str:
     # Names come from the contract; every value is a parameter.
     device = stream.key[0]
-    columns = [device, "ts", *[c for c in stream.value_columns if c != "ts"]]
+    columns = [*stream.key, *stream.value_columns]  # device, ts, then the values
     listed = ", ".join(columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     return f"""
@@ -96,7 +96,7 @@ def latest_per_device(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
         inserted.sort(device, "ts")
         .group_by(device, maintain_order=True)
         .last()
-        .select(device, "ts", *[c for c in stream.value_columns if c != "ts"])
+        .select(*stream.key, *stream.value_columns)
     )
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.landing.discover import LandingFile
-from energy_pipelines.landing.errors import FileRejected
+from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.settings import FileLimits
 
 ROW_NUMBER = "row_number"
@@ -64,7 +64,7 @@ class RawFile:
     extra_columns: list[str]
 
 
-def _first_line(file: LandingFile) -> bytes:
+def _header_bytes(file: LandingFile) -> bytes:
     opener = gzip.open if file.format == "csv.gz" else open
     try:
         with opener(file.path, "rb") as handle:
@@ -75,7 +75,7 @@ def _first_line(file: LandingFile) -> bytes:
 
 def _check_header_encoding(file: LandingFile) -> None:
     """Polars decodes the header leniently, so the header's encoding is checked here."""
-    header = _first_line(file)
+    header = _header_bytes(file)
     if header.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise FileRejected("the file is UTF-16 text: save it as UTF-8 (a byte-order mark is fine)")
     try:
@@ -87,8 +87,7 @@ def _check_header_encoding(file: LandingFile) -> None:
 
 
 def _polars_failure(exc: BaseException, file: LandingFile | None = None) -> str:
-    text = str(exc)
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(exc)
     # The operator knows the file by its landing path, not by where this server keeps it.
     return first.replace(str(file.path), file.relative_path) if file else first
 
@@ -264,7 +263,7 @@ def _map_columns(headers: list[str], stream: Stream) -> tuple[dict[str, str], li
         )
     used = set(mapping.values())
     # Reported in the manifest: PostgreSQL text cannot hold NUL.
-    return mapping, [h.replace("\x00", "\\x00") for h in headers if h not in used]
+    return mapping, [printable(h) for h in headers if h not in used]
 
 
 def _check_parquet_types(frame: pl.DataFrame, mapping: dict[str, str], stream: Stream) -> None:

@@ -105,9 +105,5 @@ def with_database(url: str, database: str) -> str:
 def execute_admin(url: str, sql: str) -> None:
     """Run one statement outside a transaction (CREATE/DROP DATABASE cannot run inside one).
     Callers pass generated names only: these statements cannot take parameters."""
-    conn = connect(url, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+    with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(sql)

@@ -39,19 +39,13 @@ def reconcile_run(conn: Connection, stream: Stream, run_id: str) -> Reconciliati
         # One pass for all the run's files (history has no index on file_id). Every row of a file
         # lies in the file's [min_ts, max_ts], so the run's range prunes to the touched days; a
         # run whose files had no valid rows has nothing to count.
-        if stream.has_timestamp and starts:
+        if file_ids and (starts or not stream.has_timestamp):
             sql = f"SELECT file_id, count(*) FROM {stream.table} WHERE file_id = ANY($1)"
-            cur.execute(
-                sql + " AND ts >= $2 AND ts <= $3 GROUP BY file_id",
-                (file_ids, min(starts), max(ends)),
-            )
-            in_history = {int(file_id): int(count) for file_id, count in cur.fetchall()}
-        elif not stream.has_timestamp and file_ids:
-            cur.execute(
-                f"SELECT file_id, count(*) FROM {stream.table} WHERE file_id = ANY($1)"
-                " GROUP BY file_id",
-                (file_ids,),
-            )
+            params: tuple = (file_ids,)
+            if stream.has_timestamp:
+                sql += " AND ts >= $2 AND ts <= $3"
+                params = (file_ids, min(starts), max(ends))
+            cur.execute(sql + " GROUP BY file_id", params)
             in_history = {int(file_id): int(count) for file_id, count in cur.fetchall()}
     conn.rollback()
     for row in rows:

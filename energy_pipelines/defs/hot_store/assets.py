@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from energy_pipelines.contract import Stream
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES, refresh_status
@@ -11,8 +12,7 @@ from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES, refr
 HOT_STORE_GROUP = "hot_store"
 
 
-def build_status_asset(stream_name: str) -> dg.AssetsDefinition:
-    stream = next(s for s in HOT_STREAMS if s.name == stream_name)
+def build_status_asset(stream: Stream) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=STATUS_TABLES[stream.name],
@@ -55,4 +55,4 @@ def build_status_asset(stream_name: str) -> dg.AssetsDefinition:
     return status_asset
 
 
-STATUS_ASSETS = {stream.name: build_status_asset(stream.name) for stream in HOT_STREAMS}
+STATUS_ASSETS = {stream.name: build_status_asset(stream) for stream in HOT_STREAMS}

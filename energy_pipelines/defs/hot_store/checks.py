@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from energy_pipelines.contract import Stream
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES
@@ -17,8 +18,7 @@ SELECT s.{device}
 """
 
 
-def build_status_checks(stream_name: str) -> list[dg.AssetChecksDefinition]:
-    stream = next(s for s in HOT_STREAMS if s.name == stream_name)
+def build_status_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
     status_table = STATUS_TABLES[stream.name]
     device = stream.key[0]
 
@@ -65,4 +65,4 @@ def build_status_checks(stream_name: str) -> list[dg.AssetChecksDefinition]:
     return [agrees_with_history, fresh_data]
 
 
-STATUS_CHECKS = [check for s in HOT_STREAMS for check in build_status_checks(s.name)]
+STATUS_CHECKS = [check for s in HOT_STREAMS for check in build_status_checks(s)]
