@@ -137,7 +137,7 @@ def refresh_daily(settings: Settings, instance: object | None) -> list | None:
             if not result.success:
                 print(f"daily materialization of {day} failed", file=sys.stderr)
                 return None
-        if pending.up_to_file_id > pending.after_file_id:
+        if pending.new_files:
             advance_daily_watermark(conn, pending)
         return pending.days
 

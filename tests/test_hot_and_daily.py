@@ -348,3 +348,27 @@ def test_analyst_role_reads_but_cannot_write(db, settings, database_url: str) ->
         )
     finally:
         analyst.close()
+
+
+def test_a_stream_committing_a_lower_file_id_later_is_not_skipped(
+    db, settings: Settings, database_url: str
+) -> None:
+    """Streams load at once: a meter file can take id N and commit after a vehicle file with
+    id N+1 has been folded into the daily refresh. Its day must still be refreshed."""
+    slow = connect(database_url)
+    try:
+        with slow.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ingested_files (stream, path, sha256, size_bytes, status, rows_read,"
+                " rows_loaded, days_touched, started_at)"
+                " VALUES ('meter', 'meter/slow.csv', 'x', 1, 'loaded', 1, 1, '{2026-02-09}', now())"
+            )
+        # Meanwhile the vehicle stream loads and commits a file with a higher id.
+        load(db, settings, "vehicle", [vehicle("v-1", 0.9, "2026-02-10T08:00:00Z")])
+        first = pending_days(db)
+        assert first.days == [date(2026, 2, 10)]
+        advance_daily_watermark(db, first)
+        slow.commit()
+    finally:
+        slow.close()
+    assert pending_days(db).days == [date(2026, 2, 9)]

@@ -113,19 +113,21 @@ def materialize_meter_day(conn: Connection, day: date) -> int:
     return rows
 
 
-def days_to_refresh(
-    conn: Connection, after_file_id: int, up_to_file_id: int | None = None
-) -> list[date]:
-    """UTC days whose daily rows are stale because of files loaded after `after_file_id`: the
-    days their readings fall on, and for new correlations every day with readings of the newly
-    paired vehicles or meters."""
+def days_to_refresh(conn: Connection, ranges: dict[str, tuple[int, int]]) -> list[date]:
+    """UTC days whose daily rows are stale because of files loaded in `ranges` (per stream,
+    file ids after the first number up to the second): the days their readings fall on, and for
+    new correlations every day with readings of the newly paired vehicles or meters."""
+    streams = sorted(ranges)
     with conn.cursor() as cur:
         cur.execute(
             """
             WITH files AS (
-                SELECT file_id, stream, days_touched FROM ingested_files
-                 WHERE status = 'loaded' AND rows_loaded > 0 AND file_id > $1
-                   AND ($2::bigint IS NULL OR file_id <= $2)
+                SELECT f.file_id, f.stream, f.days_touched
+                  FROM ingested_files f
+                  JOIN unnest($1::text[], $2::bigint[], $3::bigint[]) AS w(stream, after_id, up_to)
+                    ON w.stream = f.stream
+                 WHERE f.status = 'loaded' AND f.rows_loaded > 0
+                   AND f.file_id > w.after_id AND f.file_id <= w.up_to
             ), new_pairs AS (
                 SELECT c.meter_id, c.vehicle_id FROM meter_vehicle_correlation c
                  WHERE c.file_id IN (SELECT file_id FROM files WHERE stream = 'correlation')
@@ -141,7 +143,11 @@ def days_to_refresh(
             ) affected
              ORDER BY day
             """,
-            (after_file_id, up_to_file_id),
+            (
+                streams,
+                [ranges[s][0] for s in streams],
+                [ranges[s][1] for s in streams],
+            ),
         )
         days = [row[0] for row in cur.fetchall()]
     conn.rollback()
@@ -151,28 +157,43 @@ def days_to_refresh(
 @dataclass(frozen=True)
 class PendingDays:
     days: list[date]
-    after_file_id: int
-    up_to_file_id: int
+    # Per stream: (watermark, newest committed file id). Ids of one stream commit in order.
+    ranges: dict[str, tuple[int, int]]
+
+    @property
+    def new_files(self) -> bool:
+        return any(up_to > after for after, up_to in self.ranges.values())
+
+    @property
+    def position(self) -> str:
+        """Where the refresh stands, for run keys: changes whenever any stream moves."""
+        return "-".join(f"{s}{up_to}" for s, (_after, up_to) in sorted(self.ranges.items()))
 
 
 def pending_days(conn: Connection) -> PendingDays:
-    """Days made stale by files loaded since the daily watermark."""
+    """Days made stale by files loaded since each stream's daily watermark."""
     with conn.cursor() as cur:
-        cur.execute("SELECT last_file_id FROM daily_analytics_watermark")
-        after = int(cur.fetchone()[0])
-        cur.execute("SELECT coalesce(max(file_id), 0) FROM ingested_files")
-        newest = int(cur.fetchone()[0])
+        cur.execute(
+            "SELECT w.stream, w.last_file_id, coalesce(max(f.file_id), w.last_file_id)"
+            "  FROM daily_analytics_watermarks w"
+            "  LEFT JOIN ingested_files f ON f.stream = w.stream AND f.file_id > w.last_file_id"
+            " GROUP BY w.stream, w.last_file_id"
+        )
+        ranges = {stream: (int(after), int(up_to)) for stream, after, up_to in cur.fetchall()}
     conn.rollback()
-    days = days_to_refresh(conn, after, newest) if newest > after else []
-    return PendingDays(days, after, newest)
+    pending = PendingDays([], ranges)
+    return PendingDays(days_to_refresh(conn, ranges), ranges) if pending.new_files else pending
 
 
 def advance_daily_watermark(conn: Connection, pending: PendingDays) -> None:
     """Record that the pending days were materialized (or durably requested). Never moves back."""
+    streams = sorted(pending.ranges)
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE daily_analytics_watermark SET last_file_id = greatest(last_file_id, $1),"
-            " updated_at = now()",
-            (pending.up_to_file_id,),
+            "UPDATE daily_analytics_watermarks w"
+            "   SET last_file_id = greatest(w.last_file_id, p.up_to), updated_at = now()"
+            "  FROM unnest($1::text[], $2::bigint[]) AS p(stream, up_to)"
+            " WHERE p.stream = w.stream",
+            (streams, [pending.ranges[s][1] for s in streams]),
         )
     conn.commit()

@@ -26,7 +26,7 @@ def build_daily_sensor(job: Any) -> dg.SensorDefinition:
         with energy.connection() as conn:
             pending = pending_days(conn)
             if not pending.days:
-                if pending.up_to_file_id > pending.after_file_id:
+                if pending.new_files:
                     advance_daily_watermark(conn, pending)
                 return dg.SkipReason("no loaded files since the last daily refresh")
             valid_keys = set(DAILY_PARTITIONS.get_partition_keys())
@@ -37,7 +37,7 @@ def build_daily_sensor(job: Any) -> dg.SensorDefinition:
                     context.log.warning(f"{key} is outside the daily partitions (ENERGY_FIRST_DAY)")
                     continue
                 requests.append(
-                    dg.RunRequest(run_key=f"daily-{key}-{pending.up_to_file_id}", partition_key=key)
+                    dg.RunRequest(run_key=f"daily-{key}-{pending.position}", partition_key=key)
                 )
             # Run requests are durable once returned, so the position can move on.
             advance_daily_watermark(conn, pending)
