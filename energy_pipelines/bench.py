@@ -173,31 +173,40 @@ def server_settings(server_url: str) -> dict[str, str]:
         return dict(cur.fetchall())
 
 
-def run_bench(server_url: str, cache_root: Path, size: BenchSize) -> dict[str, Any]:
+def run_bench(
+    server_url: str, cache_root: Path, size: BenchSize, baselines: bool = True
+) -> dict[str, Any]:
     files = cached_files(cache_root, size)
     work = cache_root / "work"
     work.mkdir(parents=True, exist_ok=True)
     print(f"bench: {size.rows:,} readings ({size.key}) on {redact_url(server_url)}", flush=True)
-    unindexed = baseline_copy(server_url, files, indexed=False)
-    print(f"  (b) COPY, no index:      {unindexed:7.1f} s  {size.rows / unindexed:12,.0f} rows/s")
-    indexed = baseline_copy(server_url, files, indexed=True)
-    print(f"  (a) COPY, primary key:   {indexed:7.1f} s  {size.rows / indexed:12,.0f} rows/s")
+    unindexed = indexed = float("nan")
+    if baselines:
+        unindexed = baseline_copy(server_url, files, indexed=False)
+        print(f"  (b) COPY, no index:    {unindexed:7.1f} s {size.rows / unindexed:12,.0f} rows/s")
+        indexed = baseline_copy(server_url, files, indexed=True)
+        print(f"  (a) COPY, primary key: {indexed:7.1f} s {size.rows / indexed:12,.0f} rows/s")
     pipeline = pipeline_run(server_url, files, work)
     seconds = pipeline["seconds"]
     print(f"  (c) pipeline end to end: {seconds:7.1f} s  {size.rows / seconds:12,.0f} rows/s")
     for stage, value in pipeline["stage_seconds"].items():
         print(f"      {stage:<12} {value:7.2f} s")
+
+    def rounded(value: float, digits: int = 0) -> float | None:
+        # Baselines skipped (--pipeline-only) are reported as null, never as a number.
+        return None if value != value else round(value, digits or None)
+
     report = {
         "rows": size.rows,
         "size": size.key,
         "pipeline_rows_per_s": round(size.rows / seconds),
-        "copy_indexed_rows_per_s": round(size.rows / indexed),
-        "copy_unindexed_rows_per_s": round(size.rows / unindexed),
-        "ratio_vs_indexed": round(indexed / seconds, 3),
-        "ratio_vs_unindexed": round(unindexed / seconds, 3),
+        "copy_indexed_rows_per_s": rounded(size.rows / indexed),
+        "copy_unindexed_rows_per_s": rounded(size.rows / unindexed),
+        "ratio_vs_indexed": rounded(indexed / seconds, 3),
+        "ratio_vs_unindexed": rounded(unindexed / seconds, 3),
         "pipeline_seconds": round(seconds, 2),
-        "copy_indexed_seconds": round(indexed, 2),
-        "copy_unindexed_seconds": round(unindexed, 2),
+        "copy_indexed_seconds": rounded(indexed, 2),
+        "copy_unindexed_seconds": rounded(unindexed, 2),
         "peak_rss_mb": round(pipeline["peak_rss_mb"], 1),
         "stage_seconds": pipeline["stage_seconds"],
         "server": server_settings(server_url),

@@ -23,7 +23,11 @@ from energy_pipelines.landing.discover import LandingFile, find_waiting_files, s
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
 from energy_pipelines.load.database import Connection
-from energy_pipelines.load.history import ensure_day_partitions, write_history, write_rejected_rows
+from energy_pipelines.load.history import (
+    finish_pending_days,
+    write_history,
+    write_rejected_rows,
+)
 from energy_pipelines.load.manifest import (
     ManifestRow,
     find_loaded,
@@ -236,8 +240,9 @@ def ingest_file(
             manifest.min_ts, manifest.max_ts = prepared.ts_range
         manifest.days_touched = prepared.days
         file_id = insert_manifest_row(cur, manifest)
-        ensure_day_partitions(cur, stream, prepared.days)
-        written = write_history(cur, stream, prepared.staged, file_id, prepared.ts_range)
+        written = write_history(
+            cur, stream, prepared.staged, file_id, prepared.ts_range, prepared.days
+        )
         if stream.name in CANDIDATE_TABLES:
             inserted = prepared.unique.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows))
             write_status_candidates(cur, stream, inserted, file_id)
@@ -274,15 +279,48 @@ def ingest_stream(
     settings: Settings,
     run_id: str | None,
     only_paths: list[str] | None = None,
-) -> list[FileOutcome]:
-    """Process the stream's waiting files (or only the listed landing-relative paths)."""
+) -> StreamOutcomes:
+    """Process the stream's waiting files (or only the listed landing-relative paths), then
+    index and attach the new days they were COPYed into."""
     files = find_waiting_files(
         settings.landing_dir, stream, settings.settle_seconds, limit=settings.max_files_per_run
     )
     if only_paths is not None:
         wanted = set(only_paths)
         files = [f for f in files if f.relative_path in wanted]
-    outcomes = []
+    outcomes = StreamOutcomes()
+    _ingest_files(conn, files, stream, settings, run_id, outcomes)
+    if stream.has_timestamp:
+        started = time.perf_counter()
+        _finish_pending_days(conn, stream)
+        outcomes.index_seconds = time.perf_counter() - started
+    return outcomes
+
+
+class StreamOutcomes(list[FileOutcome]):
+    """The files of one stream's run, plus the time spent indexing its new days."""
+
+    index_seconds: float = 0.0
+
+
+def _finish_pending_days(conn: Connection, stream: Stream) -> None:
+    """Index and attach the days loaded without an index, by this run or by one that crashed."""
+    with conn.cursor() as cur:
+        lock_stream(cur, stream.name)
+        finished = finish_pending_days(cur, stream)
+    conn.commit()
+    if finished:
+        log.info("indexed and attached %s", ", ".join(finished))
+
+
+def _ingest_files(
+    conn: Connection,
+    files: list[LandingFile],
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    outcomes: list[FileOutcome],
+) -> None:
     for file in files:
         try:
             outcomes.append(ingest_file(conn, file, stream, settings, run_id))
@@ -310,7 +348,6 @@ def ingest_stream(
                     printable(f"the file could not be loaded: {first_line(error)[:500]}"),
                 )
             )
-    return outcomes
 
 
 def _connection_alive(conn: Connection) -> bool:

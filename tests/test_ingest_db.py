@@ -168,3 +168,82 @@ def test_file_copied_back_after_archive_is_not_loaded_twice(
     [outcome] = ingest_stream(db, METER, settings, run_id="r2")
     assert outcome.healed
     assert query(db, "SELECT count(*) FROM ingested_files") == [(1,)]
+
+
+def _day_tables(db, table: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+    return query(
+        db,
+        "SELECT c.relname, c.relispartition,"
+        " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)"
+        " FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE $1 ORDER BY 1",
+        (table + "_p%",),
+    )
+
+
+def test_new_days_are_indexed_and_attached_when_the_run_ends(
+    db, settings: Settings, landing: Path
+) -> None:
+    write_csv(
+        landing,
+        "meter",
+        "a.csv",
+        METER_HEADER,
+        ["m-1,0.5,230,2026-02-11T23:59:00Z", "m-1,0.6,230,2026-02-12T00:00:00Z"],
+    )
+    write_csv(landing, "meter", "b.csv", METER_HEADER, ["m-2,0.5,230,2026-02-12T10:00:00Z"])
+    outcomes = ingest_stream(db, METER, settings, run_id="r1")
+    assert [o.manifest.rows_loaded for o in outcomes] == [2, 1]
+    assert _day_tables(db, "meter_readings_history") == [
+        ("meter_readings_history_p20260211", True, True),
+        ("meter_readings_history_p20260212", True, True),
+    ]
+    assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 3
+
+
+def test_a_day_left_pending_by_a_stopped_run_is_finished_before_a_conflict_check(
+    db, settings: Settings, landing: Path
+) -> None:
+    from energy_pipelines.ingest import ingest_file
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:00:00Z"])
+    # One file loaded the way a run does it, then the run stops before its end.
+    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
+    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    assert _day_tables(db, "meter_readings_history") == [
+        ("meter_readings_history_p20260211", False, False)
+    ]
+    # Committed, not yet visible through history: the manifest counts it.
+    assert query(db, "SELECT rows_loaded FROM ingested_files")[0][0] == 1
+    assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 0
+
+    # A file overlapping it needs the key index: the pending day is finished first.
+    write_csv(
+        landing,
+        "meter",
+        "b.csv",
+        METER_HEADER,
+        ["m-1,0.9,230,2026-02-11T10:00:00Z", "m-1,0.5,230,2026-02-11T10:01:00Z"],
+    )
+    [outcome] = ingest_stream(db, METER, settings, run_id="next")
+    assert (outcome.manifest.rows_loaded, outcome.manifest.rows_conflicting) == (1, 1)
+    assert _day_tables(db, "meter_readings_history") == [
+        ("meter_readings_history_p20260211", True, True)
+    ]
+    assert query(db, "SELECT kwh_consumed_ac, file_id FROM meter_readings_history ORDER BY ts") == [
+        (0.5, 1),
+        (0.5, 2),
+    ]
+
+
+def test_a_run_with_no_files_finishes_days_a_stopped_run_left_pending(
+    db, settings: Settings, landing: Path
+) -> None:
+    from energy_pipelines.ingest import ingest_file
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:00:00Z"])
+    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
+    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    assert ingest_stream(db, METER, settings, run_id="next") == []
+    assert query(db, "SELECT meter_id FROM meter_readings_history") == [("m-1",)]

@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
@@ -39,8 +40,27 @@ class HistoryWrite:
 
 
 def ensure_day_partitions(cur: Any, stream: Stream, days: list[date]) -> None:
+    """Make the days real partitions with their key index (finishing pending days)."""
     for day in days:
         cur.execute("SELECT ensure_day_partition($1::regclass, $2::date)", (stream.table, day))
+
+
+def finish_pending_days(cur: Any, stream: Stream) -> list[str]:
+    """Build the key index of every day loaded without one and attach it to history
+    (sql/009_deferred_partition_index.sql). The caller holds the stream lock."""
+    cur.execute("SELECT finish_pending_days($1::regclass)", (stream.table,))
+    return [row[0] for row in cur.fetchall()]
+
+
+def _split_by_day(rows: pa.Table) -> list[tuple[date, pa.Table]]:
+    """The rows of each UTC day (a file may cross midnight); most files hold one day."""
+    days = pc.floor_temporal(rows["ts"], unit="day")
+    bounds = pc.min_max(days)
+    if bounds["min"] == bounds["max"]:
+        return [(bounds["min"].as_py().date(), rows)]
+    return [
+        (day.as_py().date(), rows.filter(pc.equal(days, day))) for day in pc.unique(days).sort()
+    ]
 
 
 def _stored_json(stream: Stream) -> str:
@@ -66,19 +86,26 @@ def write_history(
     staged: pa.Table,
     file_id: int,
     ts_range: tuple[datetime, datetime] | None,
+    days: list[date],
 ) -> HistoryWrite:
     """Write the file's unique rows (key order, row_number last) into history.
 
     When no stored reading can share a key with the file (a new time range), the rows are
-    COPYed straight into history. Otherwise they are staged with COPY, the keys history already
-    holds are taken out (same values: duplicate; other values: conflict, the stored reading
-    stays) and the rest is inserted.
+    COPYed straight into their day's table: the partition, or for a day history has no
+    partition for yet, a pending table whose key index is built once when the run finishes.
+    Otherwise they are staged with COPY, the keys history already holds are taken out (same
+    values: duplicate; other values: conflict, the stored reading stays) and the rest is
+    inserted.
     """
     if ts_range is not None and not may_overlap_history(cur, stream, ts_range):
         rows = staged.drop_columns(["row_number"]).append_column(
             "file_id", pa.repeat(pa.scalar(file_id, pa.int64()), staged.num_rows)
         )
-        cur.adbc_ingest(stream.table, rows, mode="append")
+        for day, day_rows in _split_by_day(rows):
+            cur.execute(
+                "SELECT day_table_for_new_rows($1::regclass, $2::date)", (stream.table, day)
+            )
+            cur.adbc_ingest(_ident(cur.fetchone()[0]), day_rows, mode="append")
         crash_point("after_staging_copy")
         return HistoryWrite(
             loaded=staged.num_rows,
@@ -87,6 +114,7 @@ def write_history(
             existing_rows=pl.Series("row_number", [], pl.Int64),
             fast_path=True,
         )
+    ensure_day_partitions(cur, stream, days)
     cur.adbc_ingest(STAGING_TABLE, staged, mode="replace", temporary=True)
     crash_point("after_staging_copy")
     table = _ident(stream.table)
