@@ -31,15 +31,13 @@ def _dagster_instance():  # type: ignore[no-untyped-def]
 
 def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     """Where the run's time went, from the assets' own metadata (the same the UI shows)."""
-    from energy_pipelines.contract import STREAM_ORDER
     from energy_pipelines.hot_status.refresh import STATUS_TABLES
 
     stages = dict.fromkeys(("read", "validate", "transform", "load", "index"), 0.0)
     hot = 0.0
-    for stream in STREAM_ORDER:
-        for event in result.asset_materializations_for_node(stream.table):  # type: ignore[attr-defined]
-            for stage, value in event.metadata["stage_seconds"].value.items():
-                stages[stage] += value
+    for event in result.asset_materializations_for_node("load_landing_files"):  # type: ignore[attr-defined]
+        for stage, value in event.metadata["stage_seconds"].value.items():
+            stages[stage] += value
     for table in STATUS_TABLES.values():
         for event in result.asset_materializations_for_node(table):  # type: ignore[attr-defined]
             hot += event.metadata["seconds"].value
@@ -109,6 +107,9 @@ def run_ingest(
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data is not None:
                 error = event.step_failure_data.error
+                # Dagster wraps the asset's exception; its cause says what failed.
+                while error is not None and error.cause is not None:
+                    error = error.cause
                 message = error.message.strip() if error else "unknown error"
                 print(f"error in {event.step_key}: {message}", file=sys.stderr)
         print("ingest failed; files not loaded stay in landing for the next run", file=sys.stderr)

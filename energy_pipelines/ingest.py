@@ -333,7 +333,6 @@ def _ingest_files(
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as error:  # Polars panics derive from BaseException
-            conn.rollback()
             if not _connection_alive(conn):
                 raise  # the database, not the file, failed: the run fails, files stay
             # One file PostgreSQL refuses must not stop every later run: quarantine it.
@@ -351,7 +350,9 @@ def _ingest_files(
 
 
 def _connection_alive(conn: Connection) -> bool:
+    """Rolls back the failed transaction; False when the session itself is gone."""
     try:
+        conn.rollback()
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchall()

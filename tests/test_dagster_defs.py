@@ -43,7 +43,9 @@ def test_ingest_job_loads_all_streams_and_reconciles(
     ]
     assert len(reconcile) == 3 and all(c.passed for c in reconcile)
     meter = next(
-        m for m in result.asset_materializations_for_node("meter_readings_history") if m.metadata
+        m
+        for m in result.asset_materializations_for_node("load_landing_files")
+        if m.asset_key == dg.AssetKey("meter_readings_history")
     )
     assert meter.metadata["rows_loaded"].value == 1
     assert meter.metadata["rows_rejected"].value == 1
@@ -93,8 +95,7 @@ def test_sensor_requests_one_run_with_a_stable_key(landing: Path, database_url: 
     [request] = first.run_requests
     assert request.run_key == second.run_requests[0].run_key
     ops = request.run_config["ops"]
-    assert ops["meter_readings_history"]["config"]["paths"] == ["meter/a.csv"]
-    assert ops["vehicle_readings_history"]["config"]["paths"] == ["vehicle/b.csv"]
+    assert ops["load_landing_files"]["config"]["paths"] == ["meter/a.csv", "vehicle/b.csv"]
 
     (landing / "meter" / "a.csv").write_text(METER_HEADER + "\nm-1,0.6,230,2026-02-11T10:30:00Z\n")
     changed = sensor(dg.build_sensor_context(resources={"energy": energy}))

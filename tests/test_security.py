@@ -144,7 +144,7 @@ def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
     finally:
         running.kill()
     assert running.returncode == 1
-    assert "error in meter_readings_history" in err
+    assert "error in load_landing_files: RuntimeError: meter_readings_history:" in err
     assert "ingest failed" in err
     # Nothing of the interrupted transaction is visible, and the file waits for the next run.
     assert query(db, "SELECT count(*) FROM meter_readings_history") == [(0,)]
@@ -193,7 +193,7 @@ def test_embedded_server_restarted_immediately_mid_load(tmp_path: Path, landing:
     finally:
         running.kill()
     assert running.returncode == 1, err
-    assert "error in meter_readings_history" in err
+    assert "error in load_landing_files: RuntimeError: meter_readings_history:" in err
     conn = connect(url)
     try:
         assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(0,)]

@@ -7,7 +7,7 @@ from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.sensors import build_daily_sensor
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
 from energy_pipelines.defs.hot_store.checks import STATUS_CHECKS
-from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
+from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS, load_landing_files
 from energy_pipelines.defs.ingestion.checks import RECONCILE_CHECKS
 from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
 from energy_pipelines.defs.maintenance.jobs import retention_job, retention_schedule
@@ -28,7 +28,7 @@ daily_analytics_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[
-        *HISTORY_ASSETS.values(),
+        load_landing_files,
         *STATUS_ASSETS.values(),
         *DAILY_ASSETS,
         fleet_efficiency_chart,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ Connection = adbc.Connection
 # Keeps embedded servers referenced for the life of the process; they stop when the last
 # process using them exits.
 _EMBEDDED: dict[Path, Any] = {}
+# Streams load on threads; the first connection of each may ask for the embedded server at once.
+_EMBEDDED_LOCK = threading.Lock()
 
 
 def redact_url(url: str) -> str:
@@ -52,6 +55,11 @@ def _write_ingest_settings(pgdata: Path) -> None:
 
 def embedded_database_url(state_dir: Path) -> str:
     pgdata = (state_dir / "pgdata").resolve()
+    with _EMBEDDED_LOCK:
+        return _embedded_server_url(pgdata)
+
+
+def _embedded_server_url(pgdata: Path) -> str:
     if pgdata not in _EMBEDDED:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

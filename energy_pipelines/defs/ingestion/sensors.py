@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from energy_pipelines.contract import STREAM_ORDER
-from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
+from energy_pipelines.defs.ingestion.assets import load_landing_files
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.landing.discover import find_waiting_files, sha256_of
 
@@ -53,14 +53,8 @@ def build_landing_sensor(job: Any) -> dg.SensorDefinition:
         for stream_name, files in sorted(selected.items()):
             for path, sha in files:
                 digest.update(f"{stream_name}\0{path}\0{sha}\n".encode())
-        run_config = {
-            "ops": {
-                HISTORY_ASSETS[name].node_def.name: {
-                    "config": {"paths": [path for path, _ in selected.get(name, [])]}
-                }
-                for name in HISTORY_ASSETS
-            }
-        }
+        paths = [path for name in sorted(selected) for path, _ in selected[name]]
+        run_config = {"ops": {load_landing_files.node_def.name: {"config": {"paths": paths}}}}
         total = sum(len(v) for v in selected.values())
         return dg.SensorResult(
             run_requests=[
