@@ -33,6 +33,9 @@ BEGIN
     );
     -- The partition bound now says the same; later partitions look alike.
     EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', day_table, day_table || '_day_range');
+    -- Statistics now, not when autovacuum comes by: without them the daily aggregation right
+    -- after a bulk load is planned as a sort that spills to disk (2.2 s instead of 0.9 s).
+    EXECUTE format('ANALYZE %I', day_table);
 END;
 $$;
 

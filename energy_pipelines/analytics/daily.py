@@ -13,22 +13,32 @@ from typing import Any
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
 
+# Each stream's day is first reduced to one row per device in a temporary table: CREATE TABLE
+# AS may use parallel workers, INSERT ... SELECT may not (PostgreSQL 15-18), and the scan of the
+# day's 7 M readings is nearly all the cost.
+_VEHICLE_TOTALS_SQL = """
+CREATE TEMP TABLE day_vehicle_totals ON COMMIT DROP AS
+SELECT vehicle_id, sum(kwh_delivered_dc) AS dc, avg(battery_temp) AS temp, count(*) AS n
+  FROM vehicle_readings_history
+ WHERE ts >= $1 AND ts < $2
+ GROUP BY vehicle_id
+"""
+
+_METER_TOTALS_SQL = """
+CREATE TEMP TABLE day_meter_totals ON COMMIT DROP AS
+SELECT meter_id, sum(kwh_consumed_ac) AS ac, avg(voltage) AS avg_voltage,
+       min(voltage) AS min_voltage, max(voltage) AS max_voltage, count(*) AS n
+  FROM meter_readings_history
+ WHERE ts >= $1 AND ts < $2
+ GROUP BY meter_id
+"""
+
 _VEHICLE_DAY_SQL = """
 INSERT INTO daily_vehicle_efficiency (
     day, vehicle_id, total_kwh_delivered_dc, total_kwh_consumed_ac, efficiency_ratio,
     avg_battery_temp, vehicle_record_count, meter_record_count, meter_ids, shared_meter, status
 )
-WITH vehicle AS (
-    SELECT vehicle_id, sum(kwh_delivered_dc) AS dc, avg(battery_temp) AS temp, count(*) AS n
-      FROM vehicle_readings_history
-     WHERE ts >= $2 AND ts < $3
-     GROUP BY vehicle_id
-), meter AS (
-    SELECT meter_id, sum(kwh_consumed_ac) AS ac, count(*) AS n
-      FROM meter_readings_history
-     WHERE ts >= $2 AND ts < $3
-     GROUP BY meter_id
-), pairing AS (
+WITH pairing AS (
     SELECT vehicle_id, meter_id,
            count(*) OVER (PARTITION BY meter_id) > 1 AS meter_is_shared
       FROM meter_vehicle_correlation
@@ -38,25 +48,23 @@ WITH vehicle AS (
            bool_or(p.meter_is_shared) AS shared,
            coalesce(sum(m.ac), 0) AS ac,
            coalesce(sum(m.n), 0) AS n
-      FROM pairing p LEFT JOIN meter m USING (meter_id)
+      FROM pairing p LEFT JOIN pg_temp.day_meter_totals m USING (meter_id)
      GROUP BY p.vehicle_id
 )
 SELECT $1::date, v.vehicle_id, v.dc, p.ac,
        CASE WHEN p.ac > 0 THEN v.dc / p.ac END,
        v.temp, v.n, coalesce(p.n, 0), coalesce(p.meter_ids, '{}'), coalesce(p.shared, false),
        efficiency_status(p.vehicle_id IS NOT NULL, p.ac,
-                         CASE WHEN p.ac > 0 THEN v.dc / p.ac END, $4)
-  FROM vehicle v LEFT JOIN paired p USING (vehicle_id)
+                         CASE WHEN p.ac > 0 THEN v.dc / p.ac END, $2)
+  FROM pg_temp.day_vehicle_totals v LEFT JOIN paired p USING (vehicle_id)
 """
 
 _METER_DAY_SQL = """
 INSERT INTO daily_meter_usage (
     day, meter_id, total_kwh_consumed_ac, avg_voltage, min_voltage, max_voltage, record_count
 )
-SELECT $1::date, meter_id, sum(kwh_consumed_ac), avg(voltage), min(voltage), max(voltage), count(*)
-  FROM meter_readings_history
- WHERE ts >= $2 AND ts < $3
- GROUP BY meter_id
+SELECT $1::date, meter_id, ac, avg_voltage, min_voltage, max_voltage, n
+  FROM pg_temp.day_meter_totals
 """
 
 
@@ -83,7 +91,9 @@ def materialize_vehicle_day(conn: Connection, day: date, fault_threshold: float)
     with conn.cursor() as cur:
         _lock_day(cur, "daily_vehicle_efficiency", day)
         cur.execute("DELETE FROM daily_vehicle_efficiency WHERE day = $1", (day,))
-        cur.execute(_VEHICLE_DAY_SQL, (day, start, end, fault_threshold))
+        cur.execute(_VEHICLE_TOTALS_SQL, (start, end))
+        cur.execute(_METER_TOTALS_SQL, (start, end))
+        cur.execute(_VEHICLE_DAY_SQL, (day, fault_threshold))
         crash_point("daily_before_commit")
         cur.execute(
             "SELECT status, count(*) FROM daily_vehicle_efficiency WHERE day = $1 GROUP BY 1",
@@ -106,7 +116,8 @@ def materialize_meter_day(conn: Connection, day: date) -> int:
     with conn.cursor() as cur:
         _lock_day(cur, "daily_meter_usage", day)
         cur.execute("DELETE FROM daily_meter_usage WHERE day = $1", (day,))
-        cur.execute(_METER_DAY_SQL, (day, start, end))
+        cur.execute(_METER_TOTALS_SQL, (start, end))
+        cur.execute(_METER_DAY_SQL, (day,))
         cur.execute("SELECT count(*) FROM daily_meter_usage WHERE day = $1", (day,))
         rows = int(cur.fetchone()[0])
     conn.commit()
