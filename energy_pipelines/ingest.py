@@ -24,6 +24,7 @@ from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
+    add_daily_totals,
     finish_pending_days,
     write_history,
     write_rejected_rows,
@@ -36,7 +37,11 @@ from energy_pipelines.load.manifest import (
     update_counts,
 )
 from energy_pipelines.settings import Settings
-from energy_pipelines.transform.readings import deduplicate_within_file, to_staging_table
+from energy_pipelines.transform.readings import (
+    daily_totals,
+    deduplicate_within_file,
+    to_staging_table,
+)
 from energy_pipelines.validate.rules import raw_values_json, validate_rows
 
 log = logging.getLogger(__name__)
@@ -244,8 +249,13 @@ def ingest_file(
             cur, stream, prepared.staged, file_id, prepared.ts_range, prepared.days
         )
         if stream.name in CANDIDATE_TABLES:
-            inserted = prepared.unique.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows))
+            inserted = (
+                prepared.unique
+                if written.fast_path
+                else prepared.unique.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows))
+            )
             write_status_candidates(cur, stream, inserted, file_id)
+            add_daily_totals(cur, stream, daily_totals(inserted, stream))
         crash_point("after_history_insert")
         write_rejected_rows(cur, _rejected_rows_frame(prepared, written.conflicts, file, file_id))
         # Counts go in last, together: the table's rows_reconcile constraint checks their sum.

@@ -375,3 +375,65 @@ def test_a_stream_committing_a_lower_file_id_later_is_not_skipped(
     finally:
         slow.close()
     assert pending_days(db).days == [date(2026, 2, 9)]
+
+
+def test_daily_totals_equal_a_fresh_sum_over_history_after_mixed_loads(db, settings) -> None:
+    # New days, a file crossing midnight, then a file with duplicates and conflicts of stored
+    # readings (the conflict path): the totals must count exactly what history holds.
+    load(
+        db,
+        settings,
+        "meter",
+        [meter("m-1", 0.5, "2026-02-10T23:59:00Z"), meter("m-1", 0.25, "2026-02-11T00:00:00Z")],
+    )
+    load(db, settings, "meter", [meter("m-2", 1.5, "2026-02-11T10:00:00Z")])
+    load(
+        db,
+        settings,
+        "meter",
+        [
+            meter("m-1", 0.25, "2026-02-11T00:00:00Z"),  # duplicate of a stored reading
+            meter("m-2", 9.0, "2026-02-11T10:00:00Z"),  # conflicts: the stored reading stays
+            "m-2,2.0,240,2026-02-11T11:00:00Z",
+        ],
+    )
+    load(
+        db,
+        settings,
+        "vehicle",
+        [
+            vehicle("v-1", 0.5, "2026-02-11T10:00:00Z", temp=20),
+            vehicle("v-1", 0.5, "2026-02-11T11:00:00Z", temp=30),
+        ],
+    )
+    totals = query(
+        db,
+        "SELECT day::text, meter_id, kwh_consumed_ac, voltage_sum, voltage_min, voltage_max,"
+        " readings FROM meter_daily_totals ORDER BY 1, 2",
+    )
+    fresh = query(
+        db,
+        "SELECT (ts AT TIME ZONE 'UTC')::date::text, meter_id, sum(kwh_consumed_ac), sum(voltage),"
+        " min(voltage), max(voltage), count(*) FROM meter_readings_history GROUP BY 1, 2"
+        " ORDER BY 1, 2",
+    )
+    assert (
+        totals
+        == fresh
+        == [
+            ("2026-02-10", "m-1", 0.5, 230.0, 230.0, 230.0, 1),
+            ("2026-02-11", "m-1", 0.25, 230.0, 230.0, 230.0, 1),
+            ("2026-02-11", "m-2", 3.5, 470.0, 230.0, 240.0, 2),
+        ]
+    )
+    assert query(
+        db,
+        "SELECT day::text, vehicle_id, kwh_delivered_dc, battery_temp_sum, readings"
+        " FROM vehicle_daily_totals",
+    ) == [("2026-02-11", "v-1", 1.0, 50.0, 2)]
+    materialize_meter_day(db, date(2026, 2, 11))
+    assert query(
+        db,
+        "SELECT meter_id, total_kwh_consumed_ac, avg_voltage, min_voltage, max_voltage,"
+        " record_count FROM daily_meter_usage WHERE day = '2026-02-11' ORDER BY 1",
+    ) == [("m-1", 0.25, 230.0, 230.0, 230.0, 1), ("m-2", 3.5, 235.0, 230.0, 240.0, 2)]

@@ -1,36 +1,33 @@
 """Materialize one UTC day of daily_vehicle_efficiency and daily_meter_usage.
 
-Each day is replaced atomically (DELETE + INSERT in one transaction) and reads only that day's
-history partitions, so cost follows the days touched, not the size of history.
+Each day is replaced atomically (DELETE + INSERT in one transaction) from the day's running
+per-device totals that the loads keep (one row per device), so a day costs the same whatever
+the size of history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
 
-# Each stream's day is first reduced to one row per device in a temporary table: CREATE TABLE
-# AS may use parallel workers, INSERT ... SELECT may not (PostgreSQL 15-18), and the scan of the
-# day's 7 M readings is nearly all the cost.
+# Each stream's day comes from its running per-device totals (sql/011), kept by the loads.
 _VEHICLE_TOTALS_SQL = """
 CREATE TEMP TABLE day_vehicle_totals ON COMMIT DROP AS
-SELECT vehicle_id, sum(kwh_delivered_dc) AS dc, avg(battery_temp) AS temp, count(*) AS n
-  FROM vehicle_readings_history
- WHERE ts >= $1 AND ts < $2
- GROUP BY vehicle_id
+SELECT vehicle_id, kwh_delivered_dc AS dc, battery_temp_sum / readings AS temp, readings AS n
+  FROM vehicle_daily_totals
+ WHERE day = $1
 """
 
 _METER_TOTALS_SQL = """
 CREATE TEMP TABLE day_meter_totals ON COMMIT DROP AS
-SELECT meter_id, sum(kwh_consumed_ac) AS ac, avg(voltage) AS avg_voltage,
-       min(voltage) AS min_voltage, max(voltage) AS max_voltage, count(*) AS n
-  FROM meter_readings_history
- WHERE ts >= $1 AND ts < $2
- GROUP BY meter_id
+SELECT meter_id, kwh_consumed_ac AS ac, voltage_sum / readings AS avg_voltage,
+       voltage_min AS min_voltage, voltage_max AS max_voltage, readings AS n
+  FROM meter_daily_totals
+ WHERE day = $1
 """
 
 _VEHICLE_DAY_SQL = """
@@ -76,23 +73,17 @@ class DayResult:
     flagged: list[tuple[str, str, float | None]]  # vehicle_id, status, ratio
 
 
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 def _lock_day(cur: Any, table: str, day: date) -> None:
     """Two runs materializing the same day take turns instead of colliding on the key."""
     cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (f"{table}:{day.isoformat()}",))
 
 
 def materialize_vehicle_day(conn: Connection, day: date, fault_threshold: float) -> DayResult:
-    start, end = day_bounds(day)
     with conn.cursor() as cur:
         _lock_day(cur, "daily_vehicle_efficiency", day)
         cur.execute("DELETE FROM daily_vehicle_efficiency WHERE day = $1", (day,))
-        cur.execute(_VEHICLE_TOTALS_SQL, (start, end))
-        cur.execute(_METER_TOTALS_SQL, (start, end))
+        cur.execute(_VEHICLE_TOTALS_SQL, (day,))
+        cur.execute(_METER_TOTALS_SQL, (day,))
         cur.execute(_VEHICLE_DAY_SQL, (day, fault_threshold))
         crash_point("daily_before_commit")
         cur.execute(
@@ -112,11 +103,10 @@ def materialize_vehicle_day(conn: Connection, day: date, fault_threshold: float)
 
 
 def materialize_meter_day(conn: Connection, day: date) -> int:
-    start, end = day_bounds(day)
     with conn.cursor() as cur:
         _lock_day(cur, "daily_meter_usage", day)
         cur.execute("DELETE FROM daily_meter_usage WHERE day = $1", (day,))
-        cur.execute(_METER_TOTALS_SQL, (start, end))
+        cur.execute(_METER_TOTALS_SQL, (day,))
         cur.execute(_METER_DAY_SQL, (day,))
         cur.execute("SELECT count(*) FROM daily_meter_usage WHERE day = $1", (day,))
         rows = int(cur.fetchone()[0])

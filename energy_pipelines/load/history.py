@@ -180,3 +180,30 @@ def write_rejected_rows(cur: Any, rejected: pl.DataFrame) -> None:
          ORDER BY row_number
         """
     )
+
+
+DAILY_TOTALS_TABLES = {"meter": "meter_daily_totals", "vehicle": "vehicle_daily_totals"}
+_TOTALS_STAGING_TABLE = "staging_daily_totals"
+
+
+def add_daily_totals(cur: Any, stream: Stream, totals: pl.DataFrame) -> None:
+    """Add one load's per-day, per-device totals to the running ones, in the load's transaction."""
+    if totals.height == 0:
+        return
+    table = _ident(DAILY_TOTALS_TABLES[stream.name])
+    device = _ident(stream.key[0])
+    columns = [_ident(c) for c in totals.columns]
+    measures = [c for c in columns if c not in ("day", device)]
+    combine = {"voltage_min": "least", "voltage_max": "greatest"}
+    updates = ", ".join(
+        f"{c} = {combine[c]}(t.{c}, excluded.{c})"
+        if c in combine
+        else f"{c} = t.{c} + excluded.{c}"
+        for c in measures
+    )
+    cur.adbc_ingest(_TOTALS_STAGING_TABLE, totals.to_arrow(), mode="replace", temporary=True)
+    cur.execute(
+        f"INSERT INTO {table} AS t ({', '.join(columns)})"
+        f" SELECT {', '.join(columns)} FROM pg_temp.{_TOTALS_STAGING_TABLE}"
+        f" ON CONFLICT (day, {device}) DO UPDATE SET {updates}"
+    )

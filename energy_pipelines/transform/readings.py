@@ -58,3 +58,31 @@ def to_staging_table(unique: pl.DataFrame, stream: Stream) -> pa.Table:
         + [pa.field(ROW_NUMBER, pa.int64(), nullable=False)]
     )
     return ordered.to_arrow().cast(schema)
+
+
+# Per stream: the daily total columns and how each is computed from one file's inserted rows.
+_DAILY_TOTALS = {
+    "meter": lambda: [
+        pl.col("kwh_consumed_ac").sum(),
+        pl.col("voltage").sum().alias("voltage_sum"),
+        pl.col("voltage").min().alias("voltage_min"),
+        pl.col("voltage").max().alias("voltage_max"),
+        pl.len().cast(pl.Int64).alias("readings"),
+    ],
+    "vehicle": lambda: [
+        pl.col("kwh_delivered_dc").sum(),
+        pl.col("battery_temp").sum().alias("battery_temp_sum"),
+        pl.len().cast(pl.Int64).alias("readings"),
+    ],
+}
+
+
+def daily_totals(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
+    """One row per UTC day and device of the rows a load inserted: what it adds to the stream's
+    daily totals table (sql/011_daily_device_totals.sql)."""
+    device = stream.key[0]
+    return (
+        inserted.group_by(pl.col("ts").dt.date().alias("day"), device)
+        .agg(_DAILY_TOTALS[stream.name]())
+        .sort("day", device)
+    )
