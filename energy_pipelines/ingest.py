@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,13 +174,39 @@ def _manifest_for(
     )
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """prepare_file's result, or why the whole file is rejected."""
+
+    prepared: PreparedFile | None
+    timings: dict[str, float]
+    error: str | None
+
+
+def prepare_or_reject(file: LandingFile, stream: Stream, settings: Settings) -> Preparation:
+    try:
+        prepared, timings = prepare_file(file, stream, settings, datetime.now(UTC))
+    except FileRejected as rejected:
+        return Preparation(None, {}, rejected.reason)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as failure:  # Polars panics derive from BaseException
+        log.exception("%s could not be parsed; quarantined", file.relative_path)
+        reason = printable(f"the file could not be parsed: {first_line(failure)[:500]}")
+        return Preparation(None, {}, reason)
+    return Preparation(prepared, timings, None)
+
+
 def ingest_file(
     conn: Connection,
     file: LandingFile,
     stream: Stream,
     settings: Settings,
     run_id: str | None,
+    ahead: Future[Preparation] | None = None,
 ) -> FileOutcome:
+    """Load one file exactly once. `ahead`: its preparation, started while the previous file
+    was loading."""
     started_wall = time.perf_counter()
     started_at = datetime.now(UTC)
     try:
@@ -204,16 +231,12 @@ def ingest_file(
     prepared: PreparedFile | None = None
     timings: dict[str, float] = {}
     if already is None:
-        try:
-            prepared, timings = prepare_file(file, stream, settings, started_at)
-        except FileRejected as rejected:
-            manifest.status, manifest.error = "quarantined", rejected.reason
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as failure:  # Polars panics derive from BaseException
-            log.exception("%s could not be parsed; quarantined", file.relative_path)
-            manifest.status = "quarantined"
-            manifest.error = printable(f"the file could not be parsed: {first_line(failure)[:500]}")
+        preparation = (
+            ahead.result() if ahead is not None else prepare_or_reject(file, stream, settings)
+        )
+        prepared, timings = preparation.prepared, preparation.timings
+        if preparation.error is not None:
+            manifest.status, manifest.error = "quarantined", preparation.error
         if not file.unchanged():
             raise FileChanged(file.relative_path)
 
@@ -331,32 +354,55 @@ def _ingest_files(
     run_id: str | None,
     outcomes: list[FileOutcome],
 ) -> None:
-    for file in files:
-        try:
-            outcomes.append(ingest_file(conn, file, stream, settings, run_id))
-        except FileNotFoundError:
-            conn.rollback()
-            log.info("%s was already handled by another run; skipped", file.relative_path)
-        except FileChanged:
-            conn.rollback()
-            log.warning("%s changed while it was read; left for the next run", file.relative_path)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as error:  # Polars panics derive from BaseException
-            if not _connection_alive(conn):
-                raise  # the database, not the file, failed: the run fails, files stay
-            # One file PostgreSQL refuses must not stop every later run: quarantine it.
-            log.exception("%s could not be loaded; quarantined", file.relative_path)
-            outcomes.append(
-                _quarantine_whole_file(
-                    conn,
-                    file,
-                    stream,
-                    settings,
-                    run_id,
-                    printable(f"the file could not be loaded: {first_line(error)[:500]}"),
-                )
+    # One file is read, validated and transformed on a second thread while the one before it
+    # loads: Polars and PostgreSQL work at the same time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as pool:
+
+        def prepare(index: int) -> Future[Preparation] | None:
+            if index >= len(files):
+                return None
+            return pool.submit(prepare_or_reject, files[index], stream, settings)
+
+        upcoming = prepare(0)
+        for index, file in enumerate(files):
+            ahead, upcoming = upcoming, prepare(index + 1)
+            _ingest_one(conn, file, stream, settings, run_id, outcomes, ahead)
+
+
+def _ingest_one(
+    conn: Connection,
+    file: LandingFile,
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    outcomes: list[FileOutcome],
+    ahead: Future[Preparation] | None,
+) -> None:
+    try:
+        outcomes.append(ingest_file(conn, file, stream, settings, run_id, ahead))
+    except FileNotFoundError:
+        conn.rollback()
+        log.info("%s was already handled by another run; skipped", file.relative_path)
+    except FileChanged:
+        conn.rollback()
+        log.warning("%s changed while it was read; left for the next run", file.relative_path)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # Polars panics derive from BaseException
+        if not _connection_alive(conn):
+            raise  # the database, not the file, failed: the run fails, files stay
+        # One file PostgreSQL refuses must not stop every later run: quarantine it.
+        log.exception("%s could not be loaded; quarantined", file.relative_path)
+        outcomes.append(
+            _quarantine_whole_file(
+                conn,
+                file,
+                stream,
+                settings,
+                run_id,
+                printable(f"the file could not be loaded: {first_line(error)[:500]}"),
             )
+        )
 
 
 def _connection_alive(conn: Connection) -> bool:
