@@ -8,6 +8,7 @@ from pathlib import Path
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
 from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.landing.read import iter_landing_chunks
 from energy_pipelines.load.migrations import list_migrations, upgrade
 from energy_pipelines.settings import Settings
 from tests.conftest import query
@@ -247,3 +248,74 @@ def test_a_run_with_no_files_finishes_days_a_stopped_run_left_pending(
     ingest_file(db, waiting, METER, settings, run_id="stopped")
     assert ingest_stream(db, METER, settings, run_id="next") == []
     assert query(db, "SELECT meter_id FROM meter_readings_history") == [("m-1",)]
+
+
+def test_a_file_read_in_chunks_accounts_for_every_row_like_a_whole_file(
+    db, settings: Settings, landing: Path, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    import energy_pipelines.ingest as ingest
+
+    chunk_heights: list[int] = []
+
+    def recording_chunks(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for chunk in iter_landing_chunks(*args, **kwargs):
+            chunk_heights.append(chunk.frame.height)
+            yield chunk
+
+    monkeypatch.setattr(ingest, "iter_landing_chunks", recording_chunks)
+    chunked = replace(settings, file_limits=replace(settings.file_limits, chunk_rows=2))
+    write_csv(landing, "meter", "old.csv", METER_HEADER, ["m-4,0.5,230,2026-02-11T09:00:00Z"])
+    ingest_stream(db, METER, settings, run_id="r0")
+    write_csv(
+        landing,
+        "meter",
+        "big.csv",
+        METER_HEADER,
+        [
+            "m-1,0.5,230,2026-02-11T10:00:00Z",  # chunk 1
+            "m-2,0.5,230,2026-02-11T10:00:00Z",
+            "m-1,0.5,230,2026-02-11T10:00:00Z",  # chunk 2: repeats row 1: duplicate
+            "m-2,0.9,230,2026-02-11T10:00:00Z",  # other values than row 2: conflicting
+            "m-3,-1,230,2026-02-11T10:00:00Z",  # chunk 3: invalid
+            "m-4,0.7,230,2026-02-11T09:00:00Z",  # conflicts with the stored reading
+            "m-3,0.5,230,2026-02-12T00:01:00Z",  # chunk 4: the next day
+        ],
+    )
+    [outcome] = ingest_stream(db, METER, chunked, run_id="r1")
+    assert outcome.manifest.status == "loaded"
+    assert chunk_heights == [2, 2, 2, 1]
+    assert query(
+        db,
+        f"SELECT {COUNTS}, min_ts::text, max_ts::text, days_touched::text[]"
+        " FROM ingested_files WHERE path = 'meter/big.csv'",
+    ) == [
+        (
+            7, 3, 1, 1, 2,
+            "2026-02-11 09:00:00+00", "2026-02-12 00:01:00+00", ["2026-02-11", "2026-02-12"],
+        )
+    ]  # fmt: skip
+    assert query(
+        db,
+        "SELECT meter_id, ts::text, kwh_consumed_ac FROM meter_readings_history"
+        " WHERE file_id = 2 ORDER BY 1, 2",
+    ) == [
+        ("m-1", "2026-02-11 10:00:00+00", 0.5),
+        ("m-2", "2026-02-11 10:00:00+00", 0.5),
+        ("m-3", "2026-02-12 00:01:00+00", 0.5),
+    ]
+    rejected = query(
+        db,
+        "SELECT row_number, kind, rule, stored_values IS NOT NULL FROM rejected_rows"
+        " WHERE file_id = 2 ORDER BY 1",
+    )
+    assert [(r[0], r[1], r[3]) for r in rejected] == [
+        (4, "conflicting", False),
+        (5, "invalid", False),
+        (6, "conflicting", True),
+    ]
+    assert "row 2 of this file" in rejected[0][2]
+    assert query(db, "SELECT readings FROM meter_daily_totals ORDER BY day, meter_id") == [
+        (1,), (1,), (1,), (1,),
+    ]  # fmt: skip

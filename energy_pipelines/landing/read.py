@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -104,22 +106,30 @@ def _read_csv(file: LandingFile) -> pl.DataFrame:
             has_header=True,
             raise_if_empty=True,
         )
-    except pl.exceptions.NoDataError as exc:
-        raise FileRejected("the file is empty: expected a header row and readings") from exc
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # polars panics derive from BaseException
-        message = _polars_failure(exc, file)
-        if "utf-8" in message.lower() or "utf8" in message.lower():
-            raise FileRejected(
-                "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
-            ) from exc
-        raise FileRejected(f"the file is not readable as comma-separated CSV: {message}") from exc
-    repeated = [c for c in frame.columns if _DUPLICATED_HEADER.search(c)]
+        raise _csv_rejection(exc, file) from exc
+    _check_csv_headers(frame.columns)
+    return frame
+
+
+def _csv_rejection(exc: BaseException, file: LandingFile) -> FileRejected:
+    if isinstance(exc, pl.exceptions.NoDataError):
+        return FileRejected("the file is empty: expected a header row and readings")
+    message = _polars_failure(exc, file)
+    if "utf-8" in message.lower() or "utf8" in message.lower():
+        return FileRejected(
+            "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
+        )
+    return FileRejected(f"the file is not readable as comma-separated CSV: {message}")
+
+
+def _check_csv_headers(headers: list[str]) -> None:
+    repeated = [c for c in headers if _DUPLICATED_HEADER.search(c)]
     if repeated:
         names = sorted({_DUPLICATED_HEADER.sub("", c) for c in repeated})
         raise FileRejected(f"column(s) {', '.join(names)} appear more than once in the header")
-    return frame
 
 
 def _normalize_arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -177,22 +187,36 @@ def _check_parquet_footer(file: LandingFile, limits: FileLimits) -> None:
         )
 
 
+def _parquet_rejection(exc: BaseException, file: LandingFile) -> FileRejected:
+    return FileRejected(
+        "the file is not a readable Parquet file (truncated or corrupt?): "
+        + _polars_failure(exc, file)
+    )
+
+
 def _read_parquet(file: LandingFile, limits: FileLimits) -> pl.DataFrame:
     try:
         _check_parquet_footer(file, limits)
         table = pq.read_table(file.path)
-        table = pa.table(
-            {name: _normalize_arrow_column(table[name]) for name in table.column_names}
-        )
     except FileRejected:
         raise
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyarrow and polars raise many types for corrupt files
-        raise FileRejected(
-            "the file is not a readable Parquet file (truncated or corrupt?): "
-            + _polars_failure(exc, file)
-        ) from exc
+        raise _parquet_rejection(exc, file) from exc
+    return _arrow_to_polars(table, file)
+
+
+def _arrow_to_polars(table: pa.Table, file: LandingFile) -> pl.DataFrame:
+    """Normalize, check and convert Parquet columns read as Arrow (a whole file or one batch)."""
+    try:
+        table = pa.table(
+            {name: _normalize_arrow_column(table[name]) for name in table.column_names}
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise _parquet_rejection(exc, file) from exc
     try:
         # Checks string columns are valid UTF-8, which PostgreSQL will insist on.
         table.validate(full=True)
@@ -302,3 +326,148 @@ def read_landing_file(
         source_names=mapping,
         extra_columns=extra,
     )
+
+
+def iter_landing_chunks(
+    file: LandingFile, stream: Stream, limits: FileLimits | None = None, chunk_rows: int = 1_000_000
+) -> Iterator[RawFile]:
+    """The file's rows as RawFiles of at most chunk_rows rows each, in file order, with row numbers
+    continuing across chunks exactly as read_landing_file numbers them. Header, column mapping and
+    type checks happen once, before the first chunk; a problem found later (a corrupt row group,
+    invalid UTF-8 in a later part) raises FileRejected from the iterator with the same message
+    read_landing_file would give.
+
+    Nothing happens until the first next(), so every FileRejected, the header's too, comes from
+    the iterator. A file without rows gives one empty chunk. Of a Parquet file only the
+    contract's columns are read.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    limits = limits or FileLimits()
+    _check_size(file, limits)
+    if file.format == "parquet":
+        mapping, extra, empty, frames = _parquet_chunks(file, stream, limits, chunk_rows)
+    else:
+        mapping, extra, empty, frames = _csv_chunks(file, stream, chunk_rows)
+    yield from _raw_files(frames, empty, mapping, extra, chunk_rows)
+
+
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
+_Item = TypeVar("_Item")
+
+
+def _named(frame: _Frame, mapping: dict[str, str]) -> _Frame:
+    """The row number and the contract's columns, renamed to table names."""
+    return frame.select(
+        pl.col(ROW_NUMBER).cast(pl.Int64),
+        *[pl.col(header).alias(column) for column, header in mapping.items()],
+    )
+
+
+def _rejecting(
+    items: Iterator[_Item], rejection: Callable[[BaseException], FileRejected]
+) -> Iterator[_Item]:
+    """`items`, with their reader's failures turned into FileRejected."""
+    while True:
+        # Only next() is guarded: what the consumer throws in at the yield must pass untouched.
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # polars panics derive from BaseException
+            raise rejection(exc) from exc
+        yield item
+
+
+def _raw_files(
+    frames: Iterator[pl.DataFrame],
+    empty: pl.DataFrame,
+    mapping: dict[str, str],
+    extra: list[str],
+    chunk_rows: int,
+) -> Iterator[RawFile]:
+    """The frames regrouped into chunks of chunk_rows rows (the last may be shorter): readers
+    hand over batches of their own sizes, e.g. ending where a Parquet row group ends."""
+    held, produced = empty, False
+    for frame in frames:
+        held = pl.concat([held, frame]) if held.height else frame
+        while held.height >= chunk_rows:
+            yield RawFile(held.head(chunk_rows), dict(mapping), list(extra))
+            held, produced = held.slice(chunk_rows), True
+    if held.height or not produced:
+        yield RawFile(held, dict(mapping), list(extra))
+
+
+def _csv_chunks(
+    file: LandingFile, stream: Stream, chunk_rows: int
+) -> tuple[dict[str, str], list[str], pl.DataFrame, Iterator[pl.DataFrame]]:
+    _check_header_encoding(file)
+    scan = pl.scan_csv(
+        file.path,
+        infer_schema=False,
+        encoding="utf8",
+        has_header=True,
+        raise_if_empty=True,
+        # A landing name may hold [ ] * ?: it names this one file, not a pattern.
+        glob=False,
+    )
+    try:
+        headers = scan.collect_schema().names()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise _csv_rejection(exc, file) from exc
+    _check_csv_headers(headers)
+    mapping, extra = _map_columns(headers, stream)
+    # Numbered before blank lines are dropped, so the numbers count them, as in read_landing_file.
+    query = _named(
+        scan.with_row_index(ROW_NUMBER, offset=1).filter(
+            ~pl.all_horizontal(pl.exclude(ROW_NUMBER).is_null())
+        ),
+        mapping,
+    )
+
+    def frames() -> Iterator[pl.DataFrame]:
+        # Named, not "auto": the engine affinity setting could pick the in-memory engine, which
+        # reads the whole file first.
+        yield from query.collect_batches(chunk_size=chunk_rows, engine="streaming")
+
+    empty = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, **dict.fromkeys(mapping, pl.String)})
+    return mapping, extra, empty, _rejecting(frames(), lambda exc: _csv_rejection(exc, file))
+
+
+def _parquet_chunks(
+    file: LandingFile, stream: Stream, limits: FileLimits, chunk_rows: int
+) -> tuple[dict[str, str], list[str], pl.DataFrame, Iterator[pl.DataFrame]]:
+    try:
+        _check_parquet_footer(file, limits)
+        parquet = pq.ParquetFile(file.path)
+        schema = parquet.schema_arrow
+    except FileRejected:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise _parquet_rejection(exc, file) from exc
+    # The file's columns without rows go through read_landing_file's steps, so header and type
+    # problems are rejected as it rejects them.
+    empty = _arrow_to_polars(schema.empty_table(), file)
+    mapping, extra = _map_columns(empty.columns, stream)
+    _check_parquet_types(empty, mapping, stream)
+    empty = _named(empty.with_row_index(ROW_NUMBER, offset=1), mapping)
+    headers = list(mapping.values())
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with parquet:
+            yield from parquet.iter_batches(batch_size=chunk_rows, columns=headers)
+
+    def frames() -> Iterator[pl.DataFrame]:
+        offset = 1
+        for batch in _rejecting(batches(), lambda exc: _parquet_rejection(exc, file)):
+            frame = _arrow_to_polars(pa.Table.from_batches([batch]), file)
+            yield _named(frame.with_row_index(ROW_NUMBER, offset=offset), mapping)
+            offset += frame.height
+
+    return mapping, extra, empty, frames()

@@ -100,7 +100,8 @@ def update_counts(cur: Any, file_id: int, row: ManifestRow) -> None:
         """
         UPDATE ingested_files
            SET rows_read = $2, rows_loaded = $3, rows_rejected = $4, rows_duplicate = $5,
-               rows_conflicting = $6, finished_at = clock_timestamp()
+               rows_conflicting = $6, min_ts = $7, max_ts = $8, days_touched = $9::text[]::date[],
+               extra_columns = $10::text[], finished_at = clock_timestamp()
          WHERE file_id = $1
         """,
         (
@@ -110,6 +111,10 @@ def update_counts(cur: Any, file_id: int, row: ManifestRow) -> None:
             row.rows_rejected,
             row.rows_duplicate,
             row.rows_conflicting,
+            row.min_ts,
+            row.max_ts,
+            [d.isoformat() for d in row.days_touched],
+            list(row.extra_columns),
         ),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -42,6 +43,81 @@ def deduplicate_within_file(valid: pl.DataFrame, stream: Stream) -> Deduplicated
     )
     unique = with_first.filter(pl.col(ROW_NUMBER) == pl.col("first_row")).drop("first_row")
     return DeduplicatedRows(unique=unique, duplicate_count=duplicate_count, conflicts=conflicts)
+
+
+class EarlierRows:
+    """The rows kept from a file's earlier chunks, to find keys a later chunk repeats.
+
+    Each chunk adds its kept rows compactly (device ids as categoricals) and the sorted 64-bit
+    hashes of their keys. A later chunk's keys are looked up among the hashes first; only the
+    hits are joined with the kept rows, which decides exactly (a hash collision finds no row)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.hashes = np.empty(0, dtype=np.uint64)  # sorted
+        self.rows: list[pl.DataFrame] = []
+
+    def _key_hashes(self, unique: pl.DataFrame) -> np.ndarray:
+        key = [
+            pl.col(k).cast(pl.String) if k == self.stream.key[0] else pl.col(k)
+            for k in self.stream.key
+        ]
+        return unique.select(pl.struct(key).hash(seed=0)).to_series().to_numpy()
+
+    def add(self, unique: pl.DataFrame) -> None:
+        # Two sorted runs: the stable sort (Timsort for 64-bit keys) merges them in linear time.
+        added = np.sort(self._key_hashes(unique))
+        self.hashes = np.sort(np.concatenate([self.hashes, added]), kind="stable")
+        self.rows.append(
+            unique.select(
+                pl.col(self.stream.key[0]).cast(pl.Categorical),
+                *self.stream.key[1:],
+                *self.stream.value_columns,
+                ROW_NUMBER,
+            )
+        )
+
+    def drop_repeats(self, unique: pl.DataFrame) -> DeduplicatedRows:
+        """Take out the rows whose key an earlier chunk had: equal values make a duplicate,
+        other values a conflict with that (first) row, as within a chunk."""
+        if len(self.hashes) == 0 or unique.height == 0:
+            return DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
+        hashes = self._key_hashes(unique)
+        at = np.searchsorted(self.hashes, hashes).clip(max=len(self.hashes) - 1)
+        hit = self.hashes[at] == hashes
+        if not hit.any():
+            return DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
+        key = list(self.stream.key)
+        values = list(self.stream.value_columns)
+        candidates = unique.filter(pl.Series(hit))
+        wanted = candidates.select(pl.col(key[0]).cast(pl.Categorical), *key[1:])
+        first_rows = pl.concat([r.join(wanted, on=key, how="semi") for r in self.rows])
+        repeats = candidates.join(
+            first_rows.select(
+                pl.col(key[0]).cast(pl.String),
+                *key[1:],
+                *values,
+                pl.col(ROW_NUMBER).alias("first_row"),
+            ),
+            on=key,
+            how="inner",
+            suffix="_first",
+        )
+        if repeats.height == 0:  # hash collisions only
+            return DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
+        same = (
+            pl.all_horizontal(pl.col(v) == pl.col(f"{v}_first") for v in values)
+            if values
+            else pl.lit(True)
+        )
+        repeats = repeats.with_columns(same.alias("same_values"))
+        return DeduplicatedRows(
+            unique=unique.join(repeats.select(ROW_NUMBER), on=ROW_NUMBER, how="anti"),
+            duplicate_count=int(repeats["same_values"].sum()),
+            conflicts=repeats.filter(~pl.col("same_values")).select(
+                pl.col(ROW_NUMBER).cast(pl.Int64), pl.col("first_row").cast(pl.Int64)
+            ),
+        )
 
 
 def to_staging_table(unique: pl.DataFrame, stream: Stream) -> pa.Table:
