@@ -7,6 +7,7 @@ Reading, validation and transformation happen before any lock is taken; the writ
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -367,15 +368,32 @@ def read_in_chunks(file: LandingFile, limits: FileLimits) -> bool:
     paths load the same rows)."""
     if file.format == "parquet":
         try:
-            return pq.ParquetFile(file.path).metadata.num_rows > limits.chunk_rows
+            return pq.ParquetFile(file.path).metadata.num_rows > limits.stream_above_rows
         except Exception:
             return False  # the whole-file reader says what is wrong with it
     # About 40 bytes per CSV row; gzip shrinks readings about 4 times.
     expanded = file.size_bytes * (4 if file.format == "csv.gz" else 1)
-    return expanded > limits.chunk_rows * 40
+    return expanded > limits.stream_above_rows * 40
+
+
+# Streams load on parallel threads; a large file's chunk state (a reader reading ahead, the
+# kept rows of earlier chunks) is what bounds a process's memory, so one is loaded at a time.
+_LARGE_FILE_SLOT = threading.BoundedSemaphore(1)
 
 
 def _ingest_in_chunks(
+    conn: Connection,
+    file: LandingFile,
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    manifest: ManifestRow,
+) -> FileOutcome:
+    with _LARGE_FILE_SLOT:
+        return _ingest_chunks(conn, file, stream, settings, run_id, manifest)
+
+
+def _ingest_chunks(
     conn: Connection,
     file: LandingFile,
     stream: Stream,

@@ -42,9 +42,10 @@ class FileLimits:
     max_rows: int = 20_000_000  # as a Parquet footer claims them
     # Estimated peak memory of parsing one file (see landing.read for the estimate).
     memory_budget_bytes: int = 4 << 30
-    # Files with more rows are read, validated and loaded in chunks of this many rows (still
-    # one transaction), so memory follows the chunk, not the file.
-    chunk_rows: int = 500_000
+    # Files with more rows than stream_above_rows are read, validated and loaded in chunks of
+    # chunk_rows rows (still one transaction), so memory follows the chunk, not the file.
+    stream_above_rows: int = 1_000_000
+    chunk_rows: int = 250_000
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class Settings:
                 max_decompressed_bytes=int(float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
                 max_rows=int(float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
                 memory_budget_bytes=int(float_env("ENERGY_PARSE_MEMORY_MB", 4096) * 2**20),
-                chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 500_000, minimum=1)),
+                stream_above_rows=int(float_env("ENERGY_STREAM_ABOVE_ROWS", 1_000_000, minimum=1)),
+                chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 250_000, minimum=1)),
             ),
             fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),

@@ -265,7 +265,10 @@ def test_a_file_read_in_chunks_accounts_for_every_row_like_a_whole_file(
             yield chunk
 
     monkeypatch.setattr(ingest, "iter_landing_chunks", recording_chunks)
-    chunked = replace(settings, file_limits=replace(settings.file_limits, chunk_rows=2))
+    chunked = replace(
+        settings,
+        file_limits=replace(settings.file_limits, stream_above_rows=2, chunk_rows=2),
+    )
     write_csv(landing, "meter", "old.csv", METER_HEADER, ["m-4,0.5,230,2026-02-11T09:00:00Z"])
     ingest_stream(db, METER, settings, run_id="r0")
     write_csv(
