@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,10 @@ class BenchSize:
         )
 
 
-def cached_files(cache_root: Path, size: BenchSize) -> Path:
-    """Generate the landing files once per size; later runs reuse them."""
-    root = cache_root / size.key
+def cached_files(cache_root: Path, size: BenchSize, day: int = 0) -> Path:
+    """Generate the landing files once per size (and day after the first); later runs reuse
+    them."""
+    root = cache_root / (size.key + (f"-day{day + 1}" if day else ""))
     done = root / ".complete"
     if not done.exists():
         shutil.rmtree(root, ignore_errors=True)
@@ -68,7 +69,7 @@ def cached_files(cache_root: Path, size: BenchSize) -> Path:
             root,
             meters=size.meters,
             vehicles=size.vehicles,
-            start=BENCH_START,
+            start=BENCH_START + timedelta(days=day),
             minutes=size.minutes,
             file_format=size.file_format,  # type: ignore[arg-type]
             files_per_stream=size.files_per_stream,
@@ -130,13 +131,12 @@ def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
         execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def pipeline_run(server_url: str, files: Path, work: Path) -> dict[str, Any]:
-    """Run `energy-pipelines ingest` on a copy of the files into a fresh database."""
+def pipeline_runs(server_url: str, batches: list[Path], work: Path) -> list[dict[str, Any]]:
+    """Run `energy-pipelines ingest` on a copy of each batch of files in turn, all into one
+    fresh database: the second batch (the next day) lands on top of the first."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
     execute_admin(server_url, f"CREATE DATABASE {name}")
     landing = work / "landing"
-    shutil.rmtree(landing, ignore_errors=True)
-    shutil.copytree(files, landing, ignore=shutil.ignore_patterns(".complete"))
     stats = work / "stats.json"
     env = {
         **os.environ,
@@ -145,22 +145,28 @@ def pipeline_run(server_url: str, files: Path, work: Path) -> dict[str, Any]:
         "ENERGY_SETTLE_SECONDS": "0",
         "ENERGY_MAX_FILES_PER_RUN": "100000",
     }
+    command = [sys.executable, "-m", "energy_pipelines.cli", "ingest", "--stats-json", str(stats)]
+    results = []
     try:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "energy_pipelines.cli", "ingest", "--stats-json", str(stats)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        stdout, stderr = process.communicate()
-        seconds = time.perf_counter() - started
-        if process.returncode != 0:
-            raise RuntimeError(f"pipeline run failed:\n{stdout}\n{stderr}")
-        result = json.loads(stats.read_text())
-        result["seconds"] = seconds
-        return result
+        for files in batches:
+            shutil.rmtree(landing, ignore_errors=True)
+            shutil.copytree(files, landing, ignore=shutil.ignore_patterns(".complete"))
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            stdout, stderr = process.communicate()
+            seconds = time.perf_counter() - started
+            if process.returncode != 0:
+                raise RuntimeError(f"pipeline run failed:\n{stdout}\n{stderr}")
+            result = json.loads(stats.read_text())
+            result["seconds"] = seconds
+            results.append(result)
+        return results
     finally:
         execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -174,9 +180,10 @@ def server_settings(server_url: str) -> dict[str, str]:
 
 
 def run_bench(
-    server_url: str, cache_root: Path, size: BenchSize, baselines: bool = True
+    server_url: str, cache_root: Path, size: BenchSize, baselines: bool = True, days: int = 1
 ) -> dict[str, Any]:
     files = cached_files(cache_root, size)
+    later_days = [cached_files(cache_root, size, day) for day in range(1, days)]
     work = cache_root / "work"
     work.mkdir(parents=True, exist_ok=True)
     print(f"bench: {size.rows:,} readings ({size.key}) on {redact_url(server_url)}", flush=True)
@@ -186,7 +193,7 @@ def run_bench(
         print(f"  (b) COPY, no index:    {unindexed:7.1f} s {size.rows / unindexed:12,.0f} rows/s")
         indexed = baseline_copy(server_url, files, indexed=True)
         print(f"  (a) COPY, primary key: {indexed:7.1f} s {size.rows / indexed:12,.0f} rows/s")
-    pipeline = pipeline_run(server_url, files, work)
+    pipeline, *later = pipeline_runs(server_url, [files, *later_days], work)
     seconds = pipeline["seconds"]
     print(f"  (c) pipeline end to end: {seconds:7.1f} s  {size.rows / seconds:12,.0f} rows/s")
     for stage, value in pipeline["stage_seconds"].items():
@@ -209,9 +216,24 @@ def run_bench(
         "copy_unindexed_seconds": rounded(unindexed, 2),
         "peak_rss_mb": round(pipeline["peak_rss_mb"], 1),
         "stage_seconds": pipeline["stage_seconds"],
+        # Each later day loaded on top of the ones before: cost should follow the new data.
+        "later_days": [
+            {
+                "pipeline_seconds": round(day["seconds"], 2),
+                "pipeline_rows_per_s": round(size.rows / day["seconds"]),
+                "peak_rss_mb": round(day["peak_rss_mb"], 1),
+                "stage_seconds": day["stage_seconds"],
+            }
+            for day in later
+        ],
         "server": server_settings(server_url),
         "cpus": os.cpu_count(),
     }
+    for number, day in enumerate(later, start=2):
+        print(
+            f"  (c) day {number} on top:     {day['seconds']:7.1f} s "
+            f"{size.rows / day['seconds']:12,.0f} rows/s; stages {day['stage_seconds']}"
+        )
     print(
         f"  ratio (c)/(a) {report['ratio_vs_indexed']}, (c)/(b) {report['ratio_vs_unindexed']},"
         f" pipeline peak RSS {report['peak_rss_mb']} MB"

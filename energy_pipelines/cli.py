@@ -186,6 +186,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         settings.state_dir / "bench",
         size,
         baselines=not args.pipeline_only,
+        days=args.days,
     )
     line = json.dumps(report)
     if args.json:
@@ -346,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write the JSON report to this file")
     bench.add_argument(
         "--pipeline-only", action="store_true", help="skip the COPY baselines (a) and (b)"
+    )
+    bench.add_argument(
+        "--days", type=int, default=1, help="load this many days, each on top of the ones before"
     )
 
     demo = commands.add_parser("demo", help="simulate a small fleet, ingest it, show the result")
