@@ -45,7 +45,7 @@ class FileLimits:
     # Files with more rows than stream_above_rows are read, validated and loaded in chunks of
     # chunk_rows rows (still one transaction), so memory follows the chunk, not the file.
     stream_above_rows: int = 1_000_000
-    chunk_rows: int = 250_000
+    chunk_rows: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Settings:
                 max_rows=int(float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
                 memory_budget_bytes=int(float_env("ENERGY_PARSE_MEMORY_MB", 4096) * 2**20),
                 stream_above_rows=int(float_env("ENERGY_STREAM_ABOVE_ROWS", 1_000_000, minimum=1)),
-                chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 250_000, minimum=1)),
+                chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 100_000, minimum=1)),
             ),
             fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
