@@ -104,6 +104,16 @@ def _read_for_copy(path: Path, stream: Stream) -> pa.Table:
     return pa.table(columns, names=stream.columns)
 
 
+def settle_server(server_url: str) -> None:
+    """Start each phase from the same state: a CHECKPOINT writes out what the previous phase
+    left dirty, so no phase pays for another's writes. Needs superuser or pg_checkpoint; without
+    it the phases simply run back to back."""
+    try:
+        execute_admin(server_url, "CHECKPOINT")
+    except Exception as exc:
+        print(f"  (no CHECKPOINT between phases: {str(exc).splitlines()[0]})")
+
+
 def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
     """Seconds to COPY every file into plain tables, one transaction per file."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
@@ -189,10 +199,13 @@ def run_bench(
     print(f"bench: {size.rows:,} readings ({size.key}) on {redact_url(server_url)}", flush=True)
     unindexed = indexed = float("nan")
     if baselines:
+        settle_server(server_url)
         unindexed = baseline_copy(server_url, files, indexed=False)
         print(f"  (b) COPY, no index:    {unindexed:7.1f} s {size.rows / unindexed:12,.0f} rows/s")
+        settle_server(server_url)
         indexed = baseline_copy(server_url, files, indexed=True)
         print(f"  (a) COPY, primary key: {indexed:7.1f} s {size.rows / indexed:12,.0f} rows/s")
+    settle_server(server_url)
     pipeline, *later = pipeline_runs(server_url, [files, *later_days], work)
     seconds = pipeline["seconds"]
     print(f"  (c) pipeline end to end: {seconds:7.1f} s  {size.rows / seconds:12,.0f} rows/s")

@@ -52,14 +52,15 @@ def finish_pending_days(cur: Any, stream: Stream) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def _split_by_day(rows: pa.Table) -> list[tuple[date, pa.Table]]:
-    """The rows of each UTC day (a file may cross midnight); most files hold one day."""
-    days = pc.floor_temporal(rows["ts"], unit="day")
-    bounds = pc.min_max(days)
-    if bounds["min"] == bounds["max"]:
-        return [(bounds["min"].as_py().date(), rows)]
+def _split_by_day(rows: pa.Table, days: list[date]) -> list[tuple[date, pa.Table]]:
+    """The rows of each UTC day (`days`: the days the rows fall on, known from the transform).
+    Most files hold one day; one crossing midnight is split."""
+    if len(days) == 1:
+        return [(days[0], rows)]
+    row_days = pc.floor_temporal(rows["ts"], unit="day")
     return [
-        (day.as_py().date(), rows.filter(pc.equal(days, day))) for day in pc.unique(days).sort()
+        (day.as_py().date(), rows.filter(pc.equal(row_days, day)))
+        for day in pc.unique(row_days).sort()
     ]
 
 
@@ -101,7 +102,7 @@ def write_history(
         rows = staged.drop_columns(["row_number"]).append_column(
             "file_id", pa.repeat(pa.scalar(file_id, pa.int64()), staged.num_rows)
         )
-        for day, day_rows in _split_by_day(rows):
+        for day, day_rows in _split_by_day(rows, days):
             cur.execute(
                 "SELECT day_table_for_new_rows($1::regclass, $2::date)", (stream.table, day)
             )

@@ -150,7 +150,11 @@ def validate_rows(
         .unique(maintain_order=True)
         .sort(ROW_NUMBER, maintain_order=True)
     )
-    valid = typed.join(rejects.select(ROW_NUMBER).unique(), on=ROW_NUMBER, how="anti")
+    valid = (
+        typed.join(rejects.select(ROW_NUMBER).unique(), on=ROW_NUMBER, how="anti")
+        if rejects.height
+        else typed
+    )
     return ValidatedRows(valid=valid, rejects=rejects)
 
 
