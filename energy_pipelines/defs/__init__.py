@@ -5,7 +5,7 @@ import dagster as dg
 from energy_pipelines.defs.analytics.assets import DAILY_ASSETS, fleet_efficiency_chart
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.sensors import build_daily_sensor
-from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
+from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS, refresh_current_status
 from energy_pipelines.defs.hot_store.checks import STATUS_CHECKS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS, load_landing_files
 from energy_pipelines.defs.ingestion.checks import RECONCILE_CHECKS
@@ -29,7 +29,7 @@ daily_analytics_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[
         load_landing_files,
-        *STATUS_ASSETS.values(),
+        refresh_current_status,
         *DAILY_ASSETS,
         fleet_efficiency_chart,
     ],

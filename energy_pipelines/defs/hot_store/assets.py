@@ -1,21 +1,27 @@
-"""Current-status assets, refreshed after each load from the readings loaded since the last one."""
+"""Current-status assets, refreshed after each load from the readings loaded since the last one.
+One step refreshes both streams' tables side by side."""
 
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
-from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES, refresh_status
+from energy_pipelines.hot_status.refresh import (
+    HOT_STREAMS,
+    STATUS_TABLES,
+    StatusRefresh,
+    refresh_status,
+)
 
 HOT_STORE_GROUP = "hot_store"
 
-
-def build_status_asset(stream: Stream) -> dg.AssetsDefinition:
-
-    @dg.asset(
-        name=STATUS_TABLES[stream.name],
+STATUS_SPECS = {
+    stream.name: dg.AssetSpec(
+        key=STATUS_TABLES[stream.name],
         group_name=HOT_STORE_GROUP,
         deps=[HISTORY_ASSETS[stream.name]],
         kinds={"postgres"},
@@ -24,35 +30,51 @@ def build_status_asset(stream: Stream) -> dg.AssetsDefinition:
             "folded in incrementally from the files loaded since the last refresh."
         ),
         code_version="1",
-        pool=POSTGRES_WRITES_POOL,
         owners=["team:data-engineering"],
     )
-    def status_asset(
-        context: dg.AssetExecutionContext, energy: EnergyStorage
-    ) -> dg.MaterializeResult:
-        started = time.perf_counter()
-        with energy.connection() as conn:
-            refreshed = refresh_status(conn, stream)
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT count(*) FROM {STATUS_TABLES[stream.name]}")  # constant
-                devices = int(cur.fetchone()[0])
-            conn.rollback()
-        context.log.info(
-            f"{refreshed.files} new file(s): {refreshed.devices_seen} devices seen, "
-            f"{refreshed.devices_changed} moved forward"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": devices,
-                "new_files": refreshed.files,
-                "devices_seen": refreshed.devices_seen,
-                "devices_changed": refreshed.devices_changed,
-                "watermark_file_id": refreshed.watermark,
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-        )
-
-    return status_asset
+    for stream in HOT_STREAMS
+}
+# Asset keys by stream name, for the checks.
+STATUS_ASSETS = {name: spec.key for name, spec in STATUS_SPECS.items()}
 
 
-STATUS_ASSETS = {stream.name: build_status_asset(stream) for stream in HOT_STREAMS}
+def _refresh(energy: EnergyStorage, stream: Stream) -> tuple[StatusRefresh, int, float]:
+    started = time.perf_counter()
+    with energy.connection() as conn:
+        refreshed = refresh_status(conn, stream)
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {STATUS_TABLES[stream.name]}")  # constant
+            devices = int(cur.fetchone()[0])
+        conn.rollback()
+    return refreshed, devices, time.perf_counter() - started
+
+
+@dg.multi_asset(
+    name="refresh_current_status",
+    specs=list(STATUS_SPECS.values()),
+    can_subset=True,
+    pool=POSTGRES_WRITES_POOL,
+)
+def refresh_current_status(
+    context: dg.AssetExecutionContext, energy: EnergyStorage
+) -> Iterator[dg.MaterializeResult]:
+    streams = [s for s in HOT_STREAMS if STATUS_ASSETS[s.name] in context.selected_asset_keys]
+    with ThreadPoolExecutor(max_workers=len(streams) or 1) as pool:
+        results = {s: pool.submit(_refresh, energy, s) for s in streams}
+        for stream in streams:
+            refreshed, devices, seconds = results[stream].result()
+            context.log.info(
+                f"{stream.name}: {refreshed.files} new file(s): {refreshed.devices_seen} devices "
+                f"seen, {refreshed.devices_changed} moved forward"
+            )
+            yield dg.MaterializeResult(
+                asset_key=STATUS_ASSETS[stream.name],
+                metadata={
+                    "dagster/row_count": devices,
+                    "new_files": refreshed.files,
+                    "devices_seen": refreshed.devices_seen,
+                    "devices_changed": refreshed.devices_changed,
+                    "watermark_file_id": refreshed.watermark,
+                    "seconds": round(seconds, 3),
+                },
+            )

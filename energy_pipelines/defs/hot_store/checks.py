@@ -1,4 +1,7 @@
-"""Checks on the hot store: agreement with history, and freshness of the newest reading."""
+"""Checks on the hot store: agreement with history, and freshness of the newest reading.
+All four (two per stream) run in one step."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -6,6 +9,10 @@ from energy_pipelines.contract import Stream
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES
+from energy_pipelines.load.database import Connection
+
+AGREES = "agrees_with_history"
+FRESH = "fresh_data"
 
 # Devices whose status is not their latest history reading (missing or newer in history).
 _DISAGREEING_SQL = """
@@ -18,51 +25,78 @@ SELECT s.{device}
 """
 
 
-def build_status_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
-    status_table = STATUS_TABLES[stream.name]
-    device = stream.key[0]
-
-    @dg.asset_check(
-        asset=STATUS_ASSETS[stream.name],
-        name="agrees_with_history",
-        description="Each device's status timestamp equals its latest timestamp in history.",
+def _agrees_with_history(conn: Connection, stream: Stream) -> dg.AssetCheckResult:
+    sql = _DISAGREEING_SQL.format(
+        device=stream.key[0], status=STATUS_TABLES[stream.name], history=stream.table
     )
-    def agrees_with_history(energy: EnergyStorage) -> dg.AssetCheckResult:
-        sql = _DISAGREEING_SQL.format(device=device, status=status_table, history=stream.table)
-        with energy.connection() as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            wrong = [row[0] for row in cur.fetchall()]
-        return dg.AssetCheckResult(
-            passed=not wrong,
-            metadata={"devices_disagreeing (first 20)": ", ".join(wrong) or "none"},
-        )
-
-    @dg.asset_check(
-        asset=STATUS_ASSETS[stream.name],
-        name="fresh_data",
-        description=(
-            f"Fails when the newest {stream.name} reading is older than ENERGY_FRESHNESS_MINUTES "
-            "(default 60)."
-        ),
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        wrong = [row[0] for row in cur.fetchall()]
+    conn.rollback()
+    return dg.AssetCheckResult(
+        asset_key=STATUS_ASSETS[stream.name],
+        check_name=AGREES,
+        passed=not wrong,
+        metadata={"devices_disagreeing (first 20)": ", ".join(wrong) or "none"},
     )
-    def fresh_data(energy: EnergyStorage) -> dg.AssetCheckResult:
-        limit = energy.settings().freshness_minutes
-        with energy.connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                f"SELECT max(ts), extract(epoch FROM now() - max(ts)) / 60 FROM {status_table}"
-            )
-            newest, age_minutes = cur.fetchone()
-        age = None if age_minutes is None else float(age_minutes)
-        return dg.AssetCheckResult(
-            passed=age is not None and age <= limit,
-            metadata={
-                "newest_reading": str(newest) if newest else "none",
-                "age_minutes": round(age, 1) if age is not None else -1.0,
-                "limit_minutes": limit,
-            },
+
+
+def _fresh_data(conn: Connection, stream: Stream, limit: float) -> dg.AssetCheckResult:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT max(ts), extract(epoch FROM now() - max(ts)) / 60"
+            f" FROM {STATUS_TABLES[stream.name]}"  # a contract constant
         )
+        newest, age_minutes = cur.fetchone()
+    conn.rollback()
+    age = None if age_minutes is None else float(age_minutes)
+    return dg.AssetCheckResult(
+        asset_key=STATUS_ASSETS[stream.name],
+        check_name=FRESH,
+        passed=age is not None and age <= limit,
+        metadata={
+            "newest_reading": str(newest) if newest else "none",
+            "age_minutes": round(age, 1) if age is not None else -1.0,
+            "limit_minutes": limit,
+        },
+    )
 
-    return [agrees_with_history, fresh_data]
+
+@dg.multi_asset_check(
+    name="hot_store_checks",
+    specs=[
+        spec
+        for stream in HOT_STREAMS
+        for spec in (
+            dg.AssetCheckSpec(
+                AGREES,
+                asset=STATUS_ASSETS[stream.name],
+                description="Each device's status timestamp is its latest timestamp in history.",
+            ),
+            dg.AssetCheckSpec(
+                FRESH,
+                asset=STATUS_ASSETS[stream.name],
+                description=(
+                    f"Fails when the newest {stream.name} reading is older than "
+                    "ENERGY_FRESHNESS_MINUTES (default 60)."
+                ),
+            ),
+        )
+    ],
+    can_subset=True,
+)
+def hot_store_checks(
+    context: dg.AssetCheckExecutionContext, energy: EnergyStorage
+) -> Iterator[dg.AssetCheckResult]:
+    selected = context.selected_asset_check_keys
+    limit = energy.settings().freshness_minutes
+    with energy.connection() as conn:
+        for stream in HOT_STREAMS:
+            key = STATUS_ASSETS[stream.name]
+            if dg.AssetCheckKey(key, AGREES) in selected:
+                yield _agrees_with_history(conn, stream)
+            if dg.AssetCheckKey(key, FRESH) in selected:
+                yield _fresh_data(conn, stream, limit)
 
 
-STATUS_CHECKS = [check for s in HOT_STREAMS for check in build_status_checks(s)]
+STATUS_CHECKS = [hot_store_checks]
