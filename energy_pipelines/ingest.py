@@ -300,16 +300,44 @@ def ingest_file(
         manifest.days_touched = prepared.days
         file_id = insert_manifest_row(cur, manifest)
         counts = _write_prepared(cur, stream, prepared, file, file_id)
-        # Counts go in last, together: the table's rows_reconcile constraint checks their sum.
-        counts.apply_to(manifest)
-        update_counts(cur, file_id, manifest)
-        crash_point("before_commit")
-        if not file.unchanged():
-            # What was parsed may not be what the manifest's hash describes.
-            conn.rollback()
-            raise FileChanged(file.relative_path)
+        return _commit_file(
+            conn,
+            cur,
+            file,
+            settings,
+            manifest,
+            file_id,
+            counts,
+            started_wall,
+            timings,
+            load_started,
+        )
+
+
+def _commit_file(
+    conn: Connection,
+    cur: Any,
+    file: LandingFile,
+    settings: Settings,
+    manifest: ManifestRow,
+    file_id: int,
+    counts: RowCounts,
+    started_wall: float,
+    timings: dict[str, float],
+    load_started: float | None = None,
+) -> FileOutcome:
+    """End a file's transaction: the counts last, together (the table's rows_reconcile
+    constraint checks their sum), the file unchanged since it was hashed, commit, archive."""
+    counts.apply_to(manifest)
+    update_counts(cur, file_id, manifest)
+    crash_point("before_commit")
+    if not file.unchanged():
+        # What was parsed may not be what the manifest's hash describes.
+        conn.rollback()
+        raise FileChanged(file.relative_path)
     conn.commit()
-    timings["load"] = time.perf_counter() - load_started
+    if load_started is not None:
+        timings["load"] = time.perf_counter() - load_started
     crash_point("after_commit")
     moved = archive_file(file, settings.landing_dir)
     return FileOutcome(
@@ -445,22 +473,9 @@ def _ingest_chunks(
                 conn, file, stream, settings, run_id, rejected.reason, manifest.sha256
             )
         manifest.days_touched = sorted(days)
-        counts.apply_to(manifest)
-        update_counts(cur, file_id, manifest)
-        crash_point("before_commit")
-        if not file.unchanged():
-            conn.rollback()
-            raise FileChanged(file.relative_path)
-    conn.commit()
-    crash_point("after_commit")
-    moved = archive_file(file, settings.landing_dir)
-    return FileOutcome(
-        manifest,
-        file_id,
-        moved,
-        seconds=time.perf_counter() - started_wall,
-        stage_seconds=timings,
-    )
+        return _commit_file(
+            conn, cur, file, settings, manifest, file_id, counts, started_wall, timings
+        )
 
 
 def ingest_stream(
