@@ -260,7 +260,8 @@ def ingest_file(
     prepared: PreparedFile | None = None
     timings: dict[str, float] = {}
     if already is None and read_in_chunks(file, settings.file_limits):
-        return _ingest_in_chunks(conn, file, stream, settings, run_id, manifest)
+        with _LARGE_FILE_SLOT:
+            return _ingest_in_chunks(conn, file, stream, settings, run_id, manifest)
     if already is None:
         preparation = (
             ahead.result() if ahead is not None else prepare_or_reject(file, stream, settings)
@@ -410,18 +411,6 @@ _LARGE_FILE_SLOT = threading.BoundedSemaphore(1)
 
 
 def _ingest_in_chunks(
-    conn: Connection,
-    file: LandingFile,
-    stream: Stream,
-    settings: Settings,
-    run_id: str | None,
-    manifest: ManifestRow,
-) -> FileOutcome:
-    with _LARGE_FILE_SLOT:
-        return _ingest_chunks(conn, file, stream, settings, run_id, manifest)
-
-
-def _ingest_chunks(
     conn: Connection,
     file: LandingFile,
     stream: Stream,

@@ -80,13 +80,14 @@ class EarlierRows:
     def drop_repeats(self, unique: pl.DataFrame) -> DeduplicatedRows:
         """Take out the rows whose key an earlier chunk had: equal values make a duplicate,
         other values a conflict with that (first) row, as within a chunk."""
+        no_repeats = DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
         if len(self.hashes) == 0 or unique.height == 0:
-            return DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
+            return no_repeats
         hashes = self._key_hashes(unique)
         at = np.searchsorted(self.hashes, hashes).clip(max=len(self.hashes) - 1)
         hit = self.hashes[at] == hashes
         if not hit.any():
-            return DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
+            return no_repeats
         key = list(self.stream.key)
         values = list(self.stream.value_columns)
         candidates = unique.filter(pl.Series(hit))
@@ -104,7 +105,7 @@ class EarlierRows:
             suffix="_first",
         )
         if repeats.height == 0:  # hash collisions only
-            return DeduplicatedRows(unique=unique, duplicate_count=0, conflicts=_NO_CONFLICTS)
+            return no_repeats
         same = (
             pl.all_horizontal(pl.col(v) == pl.col(f"{v}_first") for v in values)
             if values
