@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -56,6 +57,9 @@ def run_ingest(
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
     from energy_pipelines.load.manifest import manifest_rows_for_run
 
+    # Dagster's definitions are a large, long-lived object graph: frozen, the cyclic garbage
+    # collector stops re-scanning it during the run and at exit (bench: about 1.5 s at exit).
+    gc.freeze()
     resource_config: dict[str, object] = {"landing_dir": str(settings.landing_dir)}
     if settle_seconds is not None:
         resource_config["settle_seconds"] = settle_seconds
@@ -368,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "ingest":
-            return run_ingest(_settings(args), args.settle_seconds, args.stats_json)
+            status = run_ingest(_settings(args), args.settle_seconds, args.stats_json)
+            gc.freeze()  # what the run left needs no collection pass at exit either
+            return status
         if args.command == "db":
             return run_db_upgrade(_settings(args))
         if args.command == "performance":
