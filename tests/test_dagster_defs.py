@@ -9,6 +9,7 @@ import pytest
 
 from energy_pipelines.contract import METER
 from energy_pipelines.defs import defs
+from energy_pipelines.defs.ingestion.assets import load_landing_files
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.load.reconcile import reconcile_run
 from tests.conftest import query
@@ -154,3 +155,26 @@ def test_freshness_check_fails_on_stale_data(
         if e.check_name == "fresh_data" and e.asset_key.path[-1] == "meter_current_status"
     )
     assert fresh.passed is False
+
+
+def test_reconcile_check_runs_without_loading(
+    db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Selected on its own (as "Execute" on the check in the UI does), the check checks the
+    # files of its own run and loads nothing.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    write_csv(landing, "meter", "m.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
+    check = dg.AssetCheckKey(dg.AssetKey("meter_readings_history"), "rows_reconcile")
+    result = dg.materialize(
+        [load_landing_files],
+        selection=dg.AssetSelection.checks(check),
+        resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.asset_check_key == check and evaluation.passed
+    assert evaluation.metadata["files_checked"].value == 0
+    assert result.get_asset_materialization_events() == []
+    assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
+    assert (landing / "meter" / "m.csv").exists()

@@ -8,7 +8,6 @@ from energy_pipelines.defs.analytics.sensors import build_daily_sensor
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS, refresh_current_status
 from energy_pipelines.defs.hot_store.checks import STATUS_CHECKS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS, load_landing_files
-from energy_pipelines.defs.ingestion.checks import RECONCILE_CHECKS
 from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
 from energy_pipelines.defs.maintenance.jobs import retention_job, retention_schedule
 from energy_pipelines.defs.resources import EnergyStorage
@@ -33,7 +32,7 @@ defs = dg.Definitions(
         *DAILY_ASSETS,
         fleet_efficiency_chart,
     ],
-    asset_checks=[*RECONCILE_CHECKS, *STATUS_CHECKS],
+    asset_checks=STATUS_CHECKS,
     jobs=[ingest_job, daily_analytics_job, retention_job],
     schedules=[retention_schedule],
     sensors=[build_landing_sensor(ingest_job), build_daily_sensor(daily_analytics_job)],

@@ -1,5 +1,6 @@
 """History assets, one per stream, materialized by one step that loads the streams' waiting
-landing files at the same time (one thread and one PostgreSQL session per stream)."""
+landing files at the same time (one thread and one PostgreSQL session per stream), each stream
+reconciled on its own thread when it is done."""
 
 import time
 from collections.abc import Iterator
@@ -9,8 +10,15 @@ from dataclasses import dataclass
 import dagster as dg
 
 from energy_pipelines.contract import STREAM_ORDER, Stream
+from energy_pipelines.defs.ingestion.checks import (
+    RECONCILE_SPECS,
+    reconcile_check_key,
+    reconcile_result,
+)
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.ingest import FileOutcome, StreamOutcomes, ingest_stream
+from energy_pipelines.load.database import Connection
+from energy_pipelines.load.reconcile import Reconciliation, reconcile_run
 
 INGESTION_GROUP = "ingestion"
 COUNT_FIELDS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "rows_conflicting")
@@ -50,25 +58,28 @@ def _files_table(outcomes: list[FileOutcome]) -> dg.TableMetadataValue:
     )
 
 
-def _total_loaded(storage: EnergyStorage, stream: Stream) -> int:
-    with storage.connection() as conn, conn.cursor() as cur:
+def _total_loaded(conn: Connection, stream: Stream) -> int:
+    with conn.cursor() as cur:
         cur.execute(
             "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM ingested_files WHERE stream = $1",
             (stream.name,),
         )
-        return int(cur.fetchone()[0])
+        total = int(cur.fetchone()[0])
+    conn.rollback()
+    return total
 
 
-def _preview(storage: EnergyStorage, stream: Stream, file_ids: list[int]) -> str:
+def _preview(conn: Connection, stream: Stream, file_ids: list[int]) -> str:
     if not file_ids:
         return "_no rows loaded in this run_"
-    with storage.connection() as conn, conn.cursor() as cur:
+    with conn.cursor() as cur:
         cur.execute(
             # The table name is a contract constant; the value travels as a parameter.
             f"SELECT * FROM {stream.table} WHERE file_id = $1 LIMIT 5",
             (file_ids[0],),
         )
         frame = cur.fetch_polars()
+    conn.rollback()
     if frame.height == 0:
         return "_no rows loaded in this run_"
     header = "| " + " | ".join(frame.columns) + " |"
@@ -95,23 +106,50 @@ HISTORY_SPECS = {
 HISTORY_ASSETS = {name: spec.key for name, spec in HISTORY_SPECS.items()}
 
 
+def _loaded_file_ids(outcomes: list[FileOutcome]) -> list[int]:
+    return [o.file_id for o in outcomes if o.file_id and o.manifest.rows_loaded]
+
+
 @dataclass(frozen=True)
 class StreamLoad:
     outcomes: StreamOutcomes
     seconds: float
+    total_loaded: int
+    preview: str
+    # None when the run did not select the stream's reconcile check.
+    reconciliation: Reconciliation | None
 
 
 def _load_stream(
-    energy: EnergyStorage, stream: Stream, run_id: str, paths: list[str] | None
+    energy: EnergyStorage,
+    stream: Stream,
+    run_id: str,
+    paths: list[str] | None,
+    reconcile: bool,
 ) -> StreamLoad:
+    """Load the stream's files, then, on the same session, read what the asset's metadata
+    and its reconcile check report."""
     started = time.perf_counter()
     with energy.connection() as conn:
         outcomes = ingest_stream(conn, stream, energy.settings(), run_id, paths)
-    return StreamLoad(outcomes, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return StreamLoad(
+            outcomes,
+            seconds,
+            total_loaded=_total_loaded(conn, stream),
+            preview=_preview(conn, stream, _loaded_file_ids(outcomes)),
+            reconciliation=reconcile_run(conn, stream, run_id) if reconcile else None,
+        )
+
+
+def _reconcile_only(energy: EnergyStorage, stream: Stream, run_id: str) -> Reconciliation:
+    # The check selected without its asset: it checks the files of its own run (none).
+    with energy.connection() as conn:
+        return reconcile_run(conn, stream, run_id)
 
 
 def _materialization(
-    context: dg.AssetExecutionContext, energy: EnergyStorage, stream: Stream, load: StreamLoad
+    context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad
 ) -> dg.MaterializeResult:
     outcomes, seconds = load.outcomes, load.seconds
     for o in outcomes:
@@ -123,11 +161,10 @@ def _materialization(
         )
     totals = {c: sum(int(getattr(o.manifest, c)) for o in outcomes) for c in COUNT_FIELDS}
     extra = sorted({c for o in outcomes for c in o.manifest.extra_columns})
-    loaded_ids = [o.file_id for o in outcomes if o.file_id and o.manifest.rows_loaded]
     return dg.MaterializeResult(
         asset_key=stream.table,
         metadata={
-            "dagster/row_count": _total_loaded(energy, stream),
+            "dagster/row_count": load.total_loaded,
             "files": len(outcomes),
             "files_quarantined": sum(o.manifest.status == "quarantined" for o in outcomes),
             "files_skipped_duplicate": sum(
@@ -151,7 +188,7 @@ def _materialization(
             )
             or "none",
             "per_file": _files_table(outcomes),
-            "preview": dg.MetadataValue.md(_preview(energy, stream, loaded_ids)),
+            "preview": dg.MetadataValue.md(load.preview),
         },
     )
 
@@ -159,22 +196,29 @@ def _materialization(
 @dg.multi_asset(
     name="load_landing_files",
     specs=list(HISTORY_SPECS.values()),
+    check_specs=RECONCILE_SPECS,
     can_subset=True,
     pool=POSTGRES_WRITES_POOL,
     description=(
         "Loads each selected stream's waiting landing files into its history table; the "
-        "streams load side by side, each file exactly once in its own transaction."
+        "streams load side by side, each file exactly once in its own transaction, and each "
+        "is reconciled (rows_reconcile) as soon as it is done."
     ),
 )
 def load_landing_files(
     context: dg.AssetExecutionContext, config: LandingSelection, energy: EnergyStorage
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     streams = [s for s in STREAM_ORDER if dg.AssetKey(s.table) in context.selected_asset_keys]
+    checked = {
+        s for s in STREAM_ORDER if reconcile_check_key(s) in context.selected_asset_check_keys
+    }
     # Streams never share a lock or a table, so they load in parallel: each thread spends
     # most of its time in Polars or in PostgreSQL, both of which release the GIL.
-    with ThreadPoolExecutor(max_workers=len(streams), thread_name_prefix="load") as pool:
+    with ThreadPoolExecutor(max_workers=len(streams) or 1, thread_name_prefix="load") as pool:
         loads = {
-            s: pool.submit(_load_stream, energy, s, context.run_id, config.for_stream(s))
+            s: pool.submit(
+                _load_stream, energy, s, context.run_id, config.for_stream(s), s in checked
+            )
             for s in streams
         }
         failed: list[str] = []
@@ -184,7 +228,11 @@ def load_landing_files(
             except Exception as error:
                 failed.append(f"{stream.table}: {str(error).strip()}")
                 continue
-            yield _materialization(context, energy, stream, load)
+            yield _materialization(context, stream, load)
+            if load.reconciliation is not None:
+                yield reconcile_result(stream, load.reconciliation)
+    for stream in sorted(checked - set(streams), key=STREAM_ORDER.index):
+        yield reconcile_result(stream, _reconcile_only(energy, stream, context.run_id))
     if failed:
         # Loaded files stay loaded (one transaction each); the others wait for the next run.
         raise RuntimeError("; ".join(failed))
