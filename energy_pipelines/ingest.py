@@ -122,7 +122,7 @@ def prepare_rows(
             conflicts=pl.concat([deduplicated.conflicts, repeats.conflicts]),
         )
     unique = deduplicated.unique
-    staged = to_staging_table(unique, stream)
+    staged = to_staging_table(unique, stream, deduplicated.in_key_order)
     invalid = validated.rejects.with_columns(
         pl.lit("invalid").alias("kind"), pl.lit(None, pl.Int64).alias("first_row")
     )

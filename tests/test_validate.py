@@ -857,3 +857,23 @@ def test_staging_keeps_minus_zero_as_zero(tmp_path: Path) -> None:
     [value] = staged.column("kwh_consumed_ac").to_pylist()
     assert value == 0.0
     assert not math.isnan(value)
+
+
+def test_deduplication_reports_key_order_only_when_it_sorted(tmp_path: Path) -> None:
+    # Staging skips its own sort when deduplication says the rows are in key order already.
+    rows = [
+        {"meterId": m, "kwhConsumedAc": "0.1", "voltage": "230", "timestamp": ts}
+        for m, ts in [
+            ("m-2", "2026-02-11T10:01:00Z"),
+            ("m-1", "2026-02-11T10:02:00Z"),
+            ("m-2", "2026-02-11T10:00:00Z"),
+            ("m-1", "2026-02-11T10:00:00Z"),
+        ]
+    ]
+    for extra, expect_in_order in [([], True), ([rows[0] | {"kwhConsumedAc": "0.2"}], False)]:
+        result = _validate_csv(tmp_path, METER, rows + extra)
+        deduped = deduplicate_within_file(result.valid, METER)
+        assert deduped.in_key_order is expect_in_order
+        staged = to_staging_table(deduped.unique, METER, deduped.in_key_order)
+        keys = list(zip(staged["meter_id"].to_pylist(), staged["ts"].to_pylist(), strict=True))
+        assert keys == sorted(keys) and len(keys) == 4

@@ -20,6 +20,8 @@ class DeduplicatedRows:
     duplicate_count: int  # exact repeats of an earlier row of the same file
     # Rows whose key repeats an earlier row of the file with other values: row_number, first_row.
     conflicts: pl.DataFrame
+    # True when `unique` is already sorted by key (staging then needs no sort of its own).
+    in_key_order: bool = False
 
 
 def deduplicate_within_file(valid: pl.DataFrame, stream: Stream) -> DeduplicatedRows:
@@ -33,7 +35,9 @@ def deduplicate_within_file(valid: pl.DataFrame, stream: Stream) -> Deduplicated
         pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in key).any()
     ).item()
     if not repeats:
-        return DeduplicatedRows(unique=ordered, duplicate_count=0, conflicts=_NO_CONFLICTS)
+        return DeduplicatedRows(
+            unique=ordered, duplicate_count=0, conflicts=_NO_CONFLICTS, in_key_order=True
+        )
     distinct = valid.unique(subset=stream.columns, keep="first", maintain_order=True)
     duplicate_count = valid.height - distinct.height
     first_row = pl.col(ROW_NUMBER).first().over(key).alias("first_row")
@@ -121,12 +125,13 @@ class EarlierRows:
         )
 
 
-def to_staging_table(unique: pl.DataFrame, stream: Stream) -> pa.Table:
-    """Rows in key order (the primary key index is then filled sequentially), with row_number."""
+def to_staging_table(unique: pl.DataFrame, stream: Stream, in_key_order: bool = False) -> pa.Table:
+    """Rows in key order (the primary key index is then filled sequentially), with row_number.
+    `in_key_order`: the rows are sorted by key already (deduplication sorted them)."""
     # -0.0 + 0.0 is 0.0: a "-0" reading is stored as 0, not as PostgreSQL's -0.
     floats = [f.column for f in stream.fields if ARROW_TYPES[f.kind] == pa.float64()]
     ordered = (
-        unique.sort(list(stream.key))
+        (unique if in_key_order else unique.sort(list(stream.key)))
         .select(*stream.columns, ROW_NUMBER)
         .with_columns(pl.col(c) + 0.0 for c in floats)
     )
