@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -141,7 +142,46 @@ def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
         execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def pipeline_runs(server_url: str, batches: list[Path], work: Path) -> list[dict[str, Any]]:
+def server_backend_cpu_seconds(server_url: str) -> float | None:
+    """CPU seconds of the server's exited backends so far (the postmaster's reaped children,
+    read from /proc). None when the server is not a process of this machine. A run's backends
+    exit when it closes its sessions, so the difference around a run is the server's share."""
+    try:
+        with connect(server_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            # Read while the session lives: its backend exits when it closes.
+            status = Path(f"/proc/{int(cur.fetchone()[0])}/status").read_text()
+        postmaster = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")
+        )
+        # Fields after the command name, which is in parentheses and may hold spaces:
+        # cutime and cstime are the 14th and 15th of them.
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loaded_readings(database_url: str) -> tuple[int, int]:
+    """Readings the manifest says were read and loaded so far (meter and vehicle files)."""
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT coalesce(sum(rows_read), 0)::bigint, coalesce(sum(rows_loaded), 0)::bigint"
+            " FROM ingested_files WHERE stream = ANY($1::text[])",
+            ([METER.name, VEHICLE.name],),
+        )
+        read, loaded = cur.fetchone()
+    return int(read), int(loaded)
+
+
+def pipeline_runs(
+    server_url: str, batches: list[Path], work: Path, rows_per_batch: int
+) -> list[dict[str, Any]]:
     """Run `energy-pipelines ingest` on a copy of each batch of files in turn, all into one
     fresh database: the second batch (the next day) lands on top of the first. Each run starts
     after a CHECKPOINT, like every phase: a day's load does not pay for writing out the pages
@@ -164,6 +204,8 @@ def pipeline_runs(server_url: str, batches: list[Path], work: Path) -> list[dict
             shutil.rmtree(landing, ignore_errors=True)
             shutil.copytree(files, landing, ignore=shutil.ignore_patterns(".complete"))
             settle_server(server_url)
+            server_cpu = server_backend_cpu_seconds(server_url)
+            client_cpu = _children_cpu_seconds()
             started = time.perf_counter()
             process = subprocess.Popen(
                 command,
@@ -178,6 +220,21 @@ def pipeline_runs(server_url: str, batches: list[Path], work: Path) -> list[dict
                 raise RuntimeError(f"pipeline run failed:\n{stdout}\n{stderr}")
             result = json.loads(stats.read_text())
             result["seconds"] = seconds
+            server_cpu_after = server_backend_cpu_seconds(server_url)
+            # A fast run that lost rows proves nothing: every generated reading must be loaded.
+            expected = rows_per_batch * (len(results) + 1)
+            read, loaded = loaded_readings(env["DATABASE_URL"])
+            if (read, loaded) != (expected, expected):
+                raise RuntimeError(
+                    f"pipeline run read {read:,} and loaded {loaded:,} readings;"
+                    f" {expected:,} were generated"
+                )
+            result["cpu_seconds"] = {
+                "pipeline": round(_children_cpu_seconds() - client_cpu, 1),
+                "postgres_backends": None
+                if server_cpu is None or server_cpu_after is None
+                else round(server_cpu_after - server_cpu, 1),
+            }
             results.append(result)
         return results
     finally:
@@ -208,11 +265,16 @@ def run_bench(
         settle_server(server_url)
         indexed = baseline_copy(server_url, files, indexed=True)
         print(f"  (a) COPY, primary key: {indexed:7.1f} s {size.rows / indexed:12,.0f} rows/s")
-    pipeline, *later = pipeline_runs(server_url, [files, *later_days], work)
+    pipeline, *later = pipeline_runs(server_url, [files, *later_days], work, size.rows)
     seconds = pipeline["seconds"]
     print(f"  (c) pipeline end to end: {seconds:7.1f} s  {size.rows / seconds:12,.0f} rows/s")
     for stage, value in pipeline["stage_seconds"].items():
         print(f"      {stage:<12} {value:7.2f} s")
+    cpu = pipeline["cpu_seconds"]
+    print(
+        f"      CPU: pipeline {cpu['pipeline']} s, PostgreSQL backends"
+        f" {cpu['postgres_backends']} s, on {os.cpu_count()} cores in {seconds:.1f} s"
+    )
 
     def rounded(value: float, digits: int = 0) -> float | None:
         # Baselines skipped (--pipeline-only) are reported as null, never as a number.
@@ -231,6 +293,8 @@ def run_bench(
         "copy_unindexed_seconds": rounded(unindexed, 2),
         "peak_rss_mb": round(pipeline["peak_rss_mb"], 1),
         "stage_seconds": pipeline["stage_seconds"],
+        # Where the wall time went: on 2 cores, CPU seconds near 2 x wall mean CPU-bound.
+        "cpu_seconds": pipeline["cpu_seconds"],
         # Each later day loaded on top of the ones before: cost should follow the new data.
         "later_days": [
             {
@@ -238,6 +302,7 @@ def run_bench(
                 "pipeline_rows_per_s": round(size.rows / day["seconds"]),
                 "peak_rss_mb": round(day["peak_rss_mb"], 1),
                 "stage_seconds": day["stage_seconds"],
+                "cpu_seconds": day["cpu_seconds"],
             }
             for day in later
         ],
