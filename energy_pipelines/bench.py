@@ -148,9 +148,16 @@ def server_backend_cpu_seconds(server_url: str) -> float | None:
     exit when it closes its sessions, so the difference around a run is the server's share."""
     try:
         with connect(server_url) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_backend_pid()")
+            # A Unix socket or loopback: anything else is another machine's process id.
+            cur.execute(
+                "SELECT pg_backend_pid(),"
+                " coalesce(host(inet_server_addr()) IN ('127.0.0.1', '::1'), true)"
+            )
+            backend, local = cur.fetchone()
+            if not local:
+                return None
             # Read while the session lives: its backend exits when it closes.
-            status = Path(f"/proc/{int(cur.fetchone()[0])}/status").read_text()
+            status = Path(f"/proc/{int(backend)}/status").read_text()
         postmaster = next(
             int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")
         )
