@@ -227,7 +227,14 @@ def pipeline_runs(
                 raise RuntimeError(f"pipeline run failed:\n{stdout}\n{stderr}")
             result = json.loads(stats.read_text())
             result["seconds"] = seconds
+            # Read before the row check below, whose session is not the run's.
             server_cpu_after = server_backend_cpu_seconds(server_url)
+            result["cpu_seconds"] = {
+                "pipeline": round(_children_cpu_seconds() - client_cpu, 1),
+                "postgres_backends": None
+                if server_cpu is None or server_cpu_after is None
+                else round(server_cpu_after - server_cpu, 1),
+            }
             # A fast run that lost rows proves nothing: every generated reading must be loaded.
             expected = rows_per_batch * (len(results) + 1)
             read, loaded = loaded_readings(env["DATABASE_URL"])
@@ -236,12 +243,6 @@ def pipeline_runs(
                     f"pipeline run read {read:,} and loaded {loaded:,} readings;"
                     f" {expected:,} were generated"
                 )
-            result["cpu_seconds"] = {
-                "pipeline": round(_children_cpu_seconds() - client_cpu, 1),
-                "postgres_backends": None
-                if server_cpu is None or server_cpu_after is None
-                else round(server_cpu_after - server_cpu, 1),
-            }
             results.append(result)
         return results
     finally:
