@@ -34,6 +34,7 @@ from energy_pipelines.landing.read import (
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
     add_daily_totals,
+    finish_new_hours,
     finish_pending_days,
     write_history,
     write_rejected_rows,
@@ -305,6 +306,7 @@ def ingest_file(
             conn,
             cur,
             file,
+            stream,
             settings,
             manifest,
             file_id,
@@ -319,6 +321,7 @@ def _commit_file(
     conn: Connection,
     cur: Any,
     file: LandingFile,
+    stream: Stream,
     settings: Settings,
     manifest: ManifestRow,
     file_id: int,
@@ -327,8 +330,13 @@ def _commit_file(
     timings: dict[str, float],
     load_started: float | None = None,
 ) -> FileOutcome:
-    """End a file's transaction: the counts last, together (the table's rows_reconcile
-    constraint checks their sum), the file unchanged since it was hashed, commit, archive."""
+    """End a file's transaction: the key index of the new hours it COPYed into, the counts
+    last, together (the table's rows_reconcile constraint checks their sum), the file
+    unchanged since it was hashed, commit, archive."""
+    if stream.has_timestamp:
+        started = time.perf_counter()
+        finish_new_hours(cur, stream)
+        timings["index"] = time.perf_counter() - started
     counts.apply_to(manifest)
     update_counts(cur, file_id, manifest)
     crash_point("before_commit")
@@ -338,7 +346,7 @@ def _commit_file(
         raise FileChanged(file.relative_path)
     conn.commit()
     if load_started is not None:
-        timings["load"] = time.perf_counter() - load_started
+        timings["load"] = time.perf_counter() - load_started - timings.get("index", 0.0)
     crash_point("after_commit")
     moved = archive_file(file, settings.landing_dir)
     return FileOutcome(
@@ -372,7 +380,7 @@ def _write_prepared(
     cur: Any, stream: Stream, prepared: PreparedFile, file: LandingFile, file_id: int
 ) -> RowCounts:
     """Write prepared rows (a file, or a chunk of one) in the file's transaction."""
-    written = write_history(cur, stream, prepared.staged, file_id, prepared.ts_range, prepared.days)
+    written = write_history(cur, stream, prepared.staged, file_id, prepared.ts_range)
     if stream.name in CANDIDATE_TABLES:
         inserted = (
             prepared.unique
@@ -463,7 +471,7 @@ def _ingest_in_chunks(
             )
         manifest.days_touched = sorted(days)
         return _commit_file(
-            conn, cur, file, settings, manifest, file_id, counts, started_wall, timings
+            conn, cur, file, stream, settings, manifest, file_id, counts, started_wall, timings
         )
 
 
@@ -475,7 +483,7 @@ def ingest_stream(
     only_paths: list[str] | None = None,
 ) -> StreamOutcomes:
     """Process the stream's waiting files (or only the listed landing-relative paths), then
-    index and attach the new days they were COPYed into."""
+    finish any day an older run left pending (sql/009)."""
     files = find_waiting_files(
         settings.landing_dir, stream, settings.settle_seconds, limit=settings.max_files_per_run
     )
@@ -492,13 +500,14 @@ def ingest_stream(
 
 
 class StreamOutcomes(list[FileOutcome]):
-    """The files of one stream's run, plus the time spent indexing its new days."""
+    """The files of one stream's run, plus the time spent finishing pending days."""
 
     index_seconds: float = 0.0
 
 
 def _finish_pending_days(conn: Connection, stream: Stream) -> None:
-    """Index and attach the days loaded without an index, by this run or by one that crashed."""
+    """Index and attach the days an older run (before sql/013) loaded without an index and did
+    not finish."""
     with conn.cursor() as cur:
         lock_stream(cur, stream.name)
         finished = finish_pending_days(cur, stream)

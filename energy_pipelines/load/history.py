@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -49,29 +49,46 @@ def copy_rows(cur: Any, table: str, rows: pa.Table, **ingest: Any) -> None:
     cur.adbc_ingest(table, pa.Table.from_batches(batches, schema=rows.schema), **ingest)
 
 
-def ensure_day_partitions(cur: Any, stream: Stream, days: list[date]) -> None:
-    """Make the days real partitions with their key index (finishing pending days)."""
-    for day in days:
-        cur.execute("SELECT ensure_day_partition($1::regclass, $2::date)", (stream.table, day))
+def ensure_hour_partitions(cur: Any, stream: Stream, hours: list[datetime]) -> None:
+    """Make the hours real partitions with their key index (sql/013_hourly_leaves.sql)."""
+    for hour in hours:
+        cur.execute("SELECT ensure_hour_partition($1::regclass, $2)", (stream.table, hour))
+
+
+def finish_new_hours(cur: Any, stream: Stream) -> list[str]:
+    """Build the key index of every hour table this transaction COPYed into without one and
+    attach it to its day (sql/013_hourly_leaves.sql). The caller holds the stream lock."""
+    cur.execute("SELECT finish_new_hours($1::regclass)", (stream.table,))
+    return [row[0] for row in cur.fetchall()]
 
 
 def finish_pending_days(cur: Any, stream: Stream) -> list[str]:
-    """Build the key index of every day loaded without one and attach it to history
-    (sql/009_deferred_partition_index.sql). The caller holds the stream lock."""
+    """Build the key index of every day an older run loaded without one (sql/009) and attach
+    it to history. The caller holds the stream lock."""
     cur.execute("SELECT finish_pending_days($1::regclass)", (stream.table,))
     return [row[0] for row in cur.fetchall()]
 
 
-def _split_by_day(rows: pa.Table, days: list[date]) -> list[tuple[date, pa.Table]]:
-    """The rows of each UTC day (`days`: the days the rows fall on, known from the transform).
-    Most files hold one day; one crossing midnight is split."""
-    if len(days) == 1:
-        return [(days[0], rows)]
-    row_days = pc.floor_temporal(rows["ts"], unit="day")
-    return [
-        (day.as_py().date(), rows.filter(pc.equal(row_days, day)))
-        for day in pc.unique(row_days).sort()
-    ]
+def _hours_in(rows: pa.Table, ts_range: tuple[datetime, datetime]) -> list[datetime]:
+    """The UTC hours the rows fall on; the range alone answers for a file within one hour."""
+    low, high = ts_range
+    first_hour = low.replace(minute=0, second=0, microsecond=0)
+    if high < first_hour + timedelta(hours=1):
+        return [first_hour]
+    return [hour.as_py() for hour in pc.unique(pc.floor_temporal(rows["ts"], unit="hour")).sort()]
+
+
+def _split_by_hour(
+    rows: pa.Table, ts_range: tuple[datetime, datetime]
+) -> list[tuple[datetime, pa.Table]]:
+    """The rows of each UTC hour, in their order (key order within each hour). An hourly file
+    is one hour; a longer file is split."""
+    hours = _hours_in(rows, ts_range)
+    if len(hours) == 1:
+        return [(hours[0], rows)]
+    row_hours = pc.floor_temporal(rows["ts"], unit="hour")
+    hour_type = row_hours.type
+    return [(hour, rows.filter(pc.equal(row_hours, pa.scalar(hour, hour_type)))) for hour in hours]
 
 
 def _stored_json(stream: Stream) -> str:
@@ -97,26 +114,23 @@ def write_history(
     staged: pa.Table,
     file_id: int,
     ts_range: tuple[datetime, datetime] | None,
-    days: list[date],
 ) -> HistoryWrite:
     """Write the file's unique rows (key order, row_number last) into history.
 
     When no stored reading can share a key with the file (a new time range), the rows are
-    COPYed straight into their day's table: the partition, or for a day history has no
-    partition for yet, a pending table whose key index is built once when the run finishes.
-    Otherwise they are staged with COPY, the keys history already holds are taken out (same
-    values: duplicate; other values: conflict, the stored reading stays) and the rest is
-    inserted.
+    COPYed straight into their hour's table: the hour's leaf, or for an hour history has no
+    leaf for yet, a new table without an index that finish_new_hours() indexes and attaches
+    before the file commits. Otherwise they are staged with COPY, the keys history already
+    holds are taken out (same values: duplicate; other values: conflict, the stored reading
+    stays) and the rest is inserted.
     """
     if ts_range is not None and not may_overlap_history(cur, stream, ts_range):
         rows = staged.drop_columns(["row_number"]).append_column(
             "file_id", pa.repeat(pa.scalar(file_id, pa.int64()), staged.num_rows)
         )
-        for day, day_rows in _split_by_day(rows, days):
-            cur.execute(
-                "SELECT day_table_for_new_rows($1::regclass, $2::date)", (stream.table, day)
-            )
-            copy_rows(cur, _ident(cur.fetchone()[0]), day_rows, mode="append")
+        for hour, hour_rows in _split_by_hour(rows, ts_range):
+            cur.execute("SELECT hour_table_for_new_rows($1::regclass, $2)", (stream.table, hour))
+            copy_rows(cur, _ident(cur.fetchone()[0]), hour_rows, mode="append")
         crash_point("after_staging_copy")
         return HistoryWrite(
             loaded=staged.num_rows,
@@ -125,7 +139,8 @@ def write_history(
             existing_rows=pl.Series("row_number", [], pl.Int64),
             fast_path=True,
         )
-    ensure_day_partitions(cur, stream, days)
+    if ts_range is not None:
+        ensure_hour_partitions(cur, stream, _hours_in(staged, ts_range))
     copy_rows(cur, STAGING_TABLE, staged, mode="replace", temporary=True)
     crash_point("after_staging_copy")
     table = _ident(stream.table)
