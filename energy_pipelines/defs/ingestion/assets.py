@@ -69,15 +69,20 @@ def _total_loaded(conn: Connection, stream: Stream) -> int:
     return total
 
 
-def _preview(conn: Connection, stream: Stream, file_ids: list[int]) -> str:
-    if not file_ids:
+def _preview(conn: Connection, stream: Stream, outcomes: list[FileOutcome]) -> str:
+    """The first rows of the run's first loaded file."""
+    loaded = [o for o in outcomes if o.file_id and o.manifest.rows_loaded]
+    if not loaded:
         return "_no rows loaded in this run_"
+    first = loaded[0].manifest
+    # The table name is a contract constant; values travel as parameters. The file's time
+    # range prunes to the partitions holding its rows: without it the scan would read every
+    # older day first, and the run's cost would grow with history.
+    sql, params = f"SELECT * FROM {stream.table} WHERE file_id = $1", (loaded[0].file_id,)
+    if first.min_ts is not None and first.max_ts is not None:
+        sql, params = sql + " AND ts >= $2 AND ts <= $3", (*params, first.min_ts, first.max_ts)
     with conn.cursor() as cur:
-        cur.execute(
-            # The table name is a contract constant; the value travels as a parameter.
-            f"SELECT * FROM {stream.table} WHERE file_id = $1 LIMIT 5",
-            (file_ids[0],),
-        )
+        cur.execute(sql + " LIMIT 5", params)
         frame = cur.fetch_polars()
     conn.rollback()
     if frame.height == 0:
@@ -104,10 +109,6 @@ HISTORY_SPECS = {
 }
 # Asset keys by stream name, for the checks and downstream assets that depend on history.
 HISTORY_ASSETS = {name: spec.key for name, spec in HISTORY_SPECS.items()}
-
-
-def _loaded_file_ids(outcomes: list[FileOutcome]) -> list[int]:
-    return [o.file_id for o in outcomes if o.file_id and o.manifest.rows_loaded]
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _load_stream(
             outcomes,
             seconds,
             total_loaded=_total_loaded(conn, stream),
-            preview=_preview(conn, stream, _loaded_file_ids(outcomes)),
+            preview=_preview(conn, stream, outcomes),
             reconciliation=reconcile_run(conn, stream, run_id) if reconcile else None,
         )
 
