@@ -306,7 +306,6 @@ def ingest_file(
             conn,
             cur,
             file,
-            stream,
             settings,
             manifest,
             file_id,
@@ -321,7 +320,6 @@ def _commit_file(
     conn: Connection,
     cur: Any,
     file: LandingFile,
-    stream: Stream,
     settings: Settings,
     manifest: ManifestRow,
     file_id: int,
@@ -330,13 +328,8 @@ def _commit_file(
     timings: dict[str, float],
     load_started: float | None = None,
 ) -> FileOutcome:
-    """End a file's transaction: the key index of the new hours it COPYed into, the counts
-    last, together (the table's rows_reconcile constraint checks their sum), the file
-    unchanged since it was hashed, commit, archive."""
-    if stream.has_timestamp:
-        started = time.perf_counter()
-        finish_new_hours(cur, stream)
-        timings["index"] = time.perf_counter() - started
+    """End a file's transaction: the counts last, together (the table's rows_reconcile
+    constraint checks their sum), the file unchanged since it was hashed, commit, archive."""
     counts.apply_to(manifest)
     update_counts(cur, file_id, manifest)
     crash_point("before_commit")
@@ -346,7 +339,7 @@ def _commit_file(
         raise FileChanged(file.relative_path)
     conn.commit()
     if load_started is not None:
-        timings["load"] = time.perf_counter() - load_started - timings.get("index", 0.0)
+        timings["load"] = time.perf_counter() - load_started
     crash_point("after_commit")
     moved = archive_file(file, settings.landing_dir)
     return FileOutcome(
@@ -471,7 +464,7 @@ def _ingest_in_chunks(
             )
         manifest.days_touched = sorted(days)
         return _commit_file(
-            conn, cur, file, stream, settings, manifest, file_id, counts, started_wall, timings
+            conn, cur, file, settings, manifest, file_id, counts, started_wall, timings
         )
 
 
@@ -483,7 +476,7 @@ def ingest_stream(
     only_paths: list[str] | None = None,
 ) -> StreamOutcomes:
     """Process the stream's waiting files (or only the listed landing-relative paths), then
-    finish any day an older run left pending (sql/009)."""
+    index and attach the new days and hours they were COPYed into."""
     files = find_waiting_files(
         settings.landing_dir, stream, settings.settle_seconds, limit=settings.max_files_per_run
     )
@@ -494,23 +487,23 @@ def ingest_stream(
     _ingest_files(conn, files, stream, settings, run_id, outcomes)
     if stream.has_timestamp:
         started = time.perf_counter()
-        _finish_pending_days(conn, stream)
+        _finish_new_tables(conn, stream)
         outcomes.index_seconds = time.perf_counter() - started
     return outcomes
 
 
 class StreamOutcomes(list[FileOutcome]):
-    """The files of one stream's run, plus the time spent finishing pending days."""
+    """The files of one stream's run, plus the time spent indexing its new days and hours."""
 
     index_seconds: float = 0.0
 
 
-def _finish_pending_days(conn: Connection, stream: Stream) -> None:
-    """Index and attach the days an older run (before sql/013) loaded without an index and did
-    not finish."""
+def _finish_new_tables(conn: Connection, stream: Stream) -> None:
+    """Index and attach the days and hours loaded without an index, by this run or by one that
+    stopped before its end."""
     with conn.cursor() as cur:
         lock_stream(cur, stream.name)
-        finished = finish_pending_days(cur, stream)
+        finished = finish_new_hours(cur, stream) + finish_pending_days(cur, stream)
     conn.commit()
     if finished:
         log.info("indexed and attached %s", ", ".join(finished))

@@ -1,18 +1,18 @@
--- A new day's partition of history is itself partitioned by UTC hour: one leaf table per hour.
+-- A new day's partition of history can itself be partitioned by UTC hour: one leaf per hour.
 --
 -- Why: a day's key index built in one piece (sql/009) sorts 7.2 M keys loaded from 24 hourly
 -- files, whose devices interleave, and PostgreSQL's sort costs about half on rows that are
 -- already in key order (benchmarks/index_build.sql). The transform sorts each file by key, so
 -- the rows of an hourly file are one hour's leaf, in key order. Each new hour is COPYed into a
--- plain table without an index; before its file's transaction commits, the table gets its
--- primary key in one presorted build and is attached (its CHECK constraint lets ATTACH skip the
--- validation scan). Rows are visible as soon as their file commits and nothing waits for the
--- end of a run. Days stay the unit of partition pruning by day and of retention (dropping a
--- day drops its hours).
+-- plain table without an index; when the run ends (or before a write needs the hour's key) the
+-- table gets its primary key in one build and is attached (its CHECK constraint lets ATTACH
+-- skip the validation scan), like the pending days of sql/009.
 --
--- Days loaded before this migration keep their single table; a pending day table (sql/009)
--- left by an older run is finished as soon as a load touches its day, or when a run ends.
-
+-- The loader picks a new day's layout from the rows that open it (day_table_for_new_rows_of):
+-- many readings per hour (bulk hourly exports) get hourly leaves; few readings per hour (a
+-- file, or a chunk of a day file, spread over many hours) keep the day in one table, because
+-- 24 small COPYs per chunk cost more than the sort they save. Days stay the unit of retention
+-- (dropping a day drops its hours). Days loaded before this migration keep their single table.
 -- The key columns of a history table's primary key, quoted, in order ("meter_id, ts").
 CREATE FUNCTION history_key_columns(parent regclass) RETURNS text
 LANGUAGE sql STABLE SET search_path = public AS $$
@@ -24,7 +24,7 @@ LANGUAGE sql STABLE SET search_path = public AS $$
 $$;
 
 -- The day's partition: created empty, partitioned by hour, with its key, and attached when
--- missing. A day of the single-table kind is returned as it is, finished first if pending.
+-- missing. A day of the single-table kind (pending or attached) is returned as it is.
 -- (Created apart and then attached: ATTACH takes a weaker lock on history than CREATE TABLE
 -- ... PARTITION OF, so queries on history never wait for a load.)
 CREATE FUNCTION ensure_hourly_day(parent regclass, day date) RETURNS text
@@ -46,16 +46,39 @@ BEGIN
             to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00',
             to_char(day + 1, 'YYYY-MM-DD') || ' 00:00:00+00'
         );
-    ELSIF NOT (SELECT relispartition FROM pg_class WHERE oid = existing) THEN
-        PERFORM attach_pending_day(parent, day_name, day);
     END IF;
     RETURN day_name;
 END;
 $$;
 
+-- The table a new day's rows are COPYed into whole, or NULL when the day is partitioned by
+-- hour (hour_table_for_new_rows() then names each hour's table). A missing day is created:
+-- as one pending table (sql/009) when `whole_day`, else partitioned by hour.
+CREATE FUNCTION day_table_for_new_rows_of(parent regclass, day date, whole_day boolean)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+DECLARE
+    day_name text := (SELECT relname FROM pg_class WHERE oid = parent)
+                     || '_p' || to_char(day, 'YYYYMMDD');
+    existing regclass := to_regclass(quote_ident(day_name));
+BEGIN
+    IF existing IS NULL AND whole_day THEN
+        RETURN day_table_for_new_rows(parent, day);
+    END IF;
+    IF existing IS NULL THEN
+        PERFORM ensure_hourly_day(parent, day);
+        RETURN NULL;
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = existing) = 'r' THEN
+        RETURN day_name;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- The table an hour's rows are COPYed into when the file's time range is provably new: the
--- hour's leaf if it exists (or the day's single table), else a new plain table for the hour,
--- without an index, that finish_new_hours() attaches before the transaction commits.
+-- hour's leaf or pending table if it exists (or the day's single table), else a new plain
+-- table for the hour, without an index, that finish_new_hours() attaches.
 CREATE FUNCTION hour_table_for_new_rows(parent regclass, hour timestamptz) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
@@ -102,9 +125,9 @@ BEGIN
 END;
 $$;
 
--- Attaches every hour table of a history table that is not attached yet; returns their names.
--- Such tables exist only inside the loading transaction that created them (the caller holds
--- the stream lock), so this finishes exactly the hours the caller's file started.
+-- Attaches every hour table of a history table that is not attached yet (loaded by this run,
+-- or by one that stopped before its end); returns their names. The caller holds the stream
+-- lock.
 CREATE FUNCTION finish_new_hours(parent regclass) RETURNS SETOF text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
@@ -125,26 +148,34 @@ BEGIN
 END;
 $$;
 
--- A write that needs the key index (the conflict path): the hour's leaf, attached with its key.
+-- A write that needs the key index (the conflict path): the hour's leaf (or the day's single
+-- table), attached with its key; a pending day or hour is finished first.
 CREATE FUNCTION ensure_hour_partition(parent regclass, hour timestamptz) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
-    hour_table text := hour_table_for_new_rows(parent, hour);
+    target text := hour_table_for_new_rows(parent, hour);
+    day date := (hour AT TIME ZONE 'UTC')::date;
 BEGIN
-    IF NOT (SELECT relispartition FROM pg_class WHERE oid = to_regclass(quote_ident(hour_table)))
+    IF NOT (SELECT relispartition FROM pg_class WHERE oid = to_regclass(quote_ident(target)))
     THEN
-        PERFORM attach_hour_table(parent, hour_table);
+        IF target ~ '_h[0-9]{2}$' THEN
+            PERFORM attach_hour_table(parent, target);
+        ELSE
+            PERFORM attach_pending_day(parent, target, day);
+        END IF;
     END IF;
-    RETURN hour_table;
+    RETURN target;
 END;
 $$;
 
 REVOKE ALL ON FUNCTION history_key_columns(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ensure_hourly_day(regclass, date) FROM PUBLIC;
+REVOKE ALL ON FUNCTION day_table_for_new_rows_of(regclass, date, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hour_table_for_new_rows(regclass, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION attach_hour_table(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION finish_new_hours(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ensure_hour_partition(regclass, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION day_table_for_new_rows_of(regclass, date, boolean) TO energy_loader;
 GRANT EXECUTE ON FUNCTION hour_table_for_new_rows(regclass, timestamptz) TO energy_loader;
 GRANT EXECUTE ON FUNCTION finish_new_hours(regclass) TO energy_loader;
 GRANT EXECUTE ON FUNCTION ensure_hour_partition(regclass, timestamptz) TO energy_loader;

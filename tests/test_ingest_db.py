@@ -185,12 +185,9 @@ def _history_tables(db, table: str) -> list[tuple]:  # type: ignore[no-untyped-d
     )
 
 
-def test_each_new_hour_is_a_leaf_with_its_key_as_soon_as_its_file_commits(
+def test_new_days_are_indexed_and_attached_when_the_run_ends(
     db, settings: Settings, landing: Path
 ) -> None:
-    from energy_pipelines.ingest import ingest_file
-    from energy_pipelines.landing.discover import find_waiting_files
-
     write_csv(
         landing,
         "meter",
@@ -199,76 +196,33 @@ def test_each_new_hour_is_a_leaf_with_its_key_as_soon_as_its_file_commits(
         ["m-1,0.5,230,2026-02-11T23:59:00Z", "m-1,0.6,230,2026-02-12T00:00:00Z"],
     )
     write_csv(landing, "meter", "b.csv", METER_HEADER, ["m-2,0.5,230,2026-02-12T10:00:00Z"])
-    # One file loaded the way a run does it, and nothing after it: no end-of-run step needed.
-    [first, _] = find_waiting_files(landing, METER, 0, limit=10)
-    ingest_file(db, first, METER, settings, run_id="stopped")
-    assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 2
     outcomes = ingest_stream(db, METER, settings, run_id="r1")
-    assert [o.manifest.rows_loaded for o in outcomes] == [1]
-    day = "meter_readings_history_p2026021"
+    assert [o.manifest.rows_loaded for o in outcomes] == [2, 1]
     assert _history_tables(db, "meter_readings_history") == [
-        (f"{day}1", "p", "meter_readings_history", True),
-        (f"{day}1_h23", "r", f"{day}1", True),
-        (f"{day}2", "p", "meter_readings_history", True),
-        (f"{day}2_h00", "r", f"{day}2", True),
-        (f"{day}2_h10", "r", f"{day}2", True),
+        ("meter_readings_history_p20260211", "r", "meter_readings_history", True),
+        ("meter_readings_history_p20260212", "r", "meter_readings_history", True),
     ]
-    # Attached with their CHECK constraint dropped: the partition bound says the same.
-    assert query(
-        db,
-        "SELECT count(*) FROM pg_constraint WHERE contype = 'c'"
-        " AND conrelid::regclass::text LIKE 'meter_readings_history_p%'",
-    ) == [(0,)]
     assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 3
-    # A file overlapping a stored hour goes through the key index of that hour's leaf.
-    write_csv(
-        landing,
-        "meter",
-        "c.csv",
-        METER_HEADER,
-        ["m-2,0.9,230,2026-02-12T10:00:00Z", "m-2,0.5,230,2026-02-12T10:01:00Z"],
-    )
-    [outcome] = ingest_stream(db, METER, settings, run_id="r2")
-    assert (outcome.manifest.rows_loaded, outcome.manifest.rows_conflicting) == (1, 1)
-    assert query(db, "SELECT count(*) FROM meter_readings_history_p20260212_h10") == [(2,)]
 
 
-def _legacy_pending_day(db) -> None:  # type: ignore[no-untyped-def]
-    """What a run before sql/013 left when it stopped after loading a file into a new day: a
-    pending day table (sql/009) holding the file's row, counted by the file's manifest row."""
-    with db.cursor() as cur:
-        cur.execute(
-            "INSERT INTO ingested_files (stream, path, sha256, size_bytes, status, rows_read,"
-            " rows_loaded, min_ts, max_ts, days_touched, started_at)"
-            " VALUES ('meter', 'meter/a.csv', 'old', 40, 'loaded', 1, 1,"
-            " $1::timestamptz, $1::timestamptz, ARRAY['2026-02-11'::date], now())"
-            " RETURNING file_id",
-            ("2026-02-11T10:00:00Z",),
-        )
-        file_id = cur.fetchone()[0]
-        cur.execute(
-            "SELECT day_table_for_new_rows('meter_readings_history'::regclass, '2026-02-11')"
-        )
-        cur.execute(
-            "INSERT INTO meter_readings_history_p20260211"
-            " VALUES ('m-1', $1::timestamptz, 0.5, 230, $2)",
-            ("2026-02-11T10:00:00Z", file_id),
-        )
-    db.commit()
-
-
-def test_a_day_left_pending_by_an_older_run_is_finished_before_a_conflict_check(
+def test_a_day_left_pending_by_a_stopped_run_is_finished_before_a_conflict_check(
     db, settings: Settings, landing: Path
 ) -> None:
-    _legacy_pending_day(db)
+    from energy_pipelines.ingest import ingest_file
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:00:00Z"])
+    # One file loaded the way a run does it, then the run stops before its end.
+    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
+    ingest_file(db, waiting, METER, settings, run_id="stopped")
     assert _history_tables(db, "meter_readings_history") == [
         ("meter_readings_history_p20260211", "r", None, False)
     ]
     # Committed, not yet visible through history: the manifest counts it.
+    assert query(db, "SELECT rows_loaded FROM ingested_files")[0][0] == 1
     assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 0
 
-    # A file overlapping it needs the key index: the pending day is finished first, and stays
-    # one table.
+    # A file overlapping it needs the key index: the pending day is finished first.
     write_csv(
         landing,
         "meter",
@@ -287,17 +241,105 @@ def test_a_day_left_pending_by_an_older_run_is_finished_before_a_conflict_check(
     ]
 
 
-def test_a_run_with_no_files_finishes_days_an_older_run_left_pending(
+def test_a_run_with_no_files_finishes_days_a_stopped_run_left_pending(
     db, settings: Settings, landing: Path
 ) -> None:
-    _legacy_pending_day(db)
+    from energy_pipelines.ingest import ingest_file
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:00:00Z"])
+    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
+    ingest_file(db, waiting, METER, settings, run_id="stopped")
     assert ingest_stream(db, METER, settings, run_id="next") == []
     assert query(db, "SELECT meter_id FROM meter_readings_history") == [("m-1",)]
-    # New rows for that day, in a new time range, go into the same (now indexed) table.
-    write_csv(landing, "meter", "c.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T11:00:00Z"])
-    [outcome] = ingest_stream(db, METER, settings, run_id="later")
-    assert outcome.manifest.rows_loaded == 1
-    assert query(db, "SELECT count(*) FROM meter_readings_history_p20260211") == [(2,)]
+
+
+def test_hours_that_bring_many_readings_are_leaves_indexed_when_the_run_ends(
+    db, settings: Settings, landing: Path, monkeypatch
+) -> None:
+    import energy_pipelines.load.history as history
+    from energy_pipelines.ingest import ingest_file
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    # Bulk hourly exports at test size: two readings per hour count as many.
+    monkeypatch.setattr(history, "HOURLY_LEAF_MIN_ROWS", 2)
+    write_csv(
+        landing,
+        "meter",
+        "a.csv",
+        METER_HEADER,
+        ["m-1,0.5,230,2026-02-11T23:10:00Z", "m-2,0.5,230,2026-02-11T23:10:00Z"],
+    )
+    # One file loaded the way a run does it, then the run stops before its end: the hour's
+    # table holds the rows, committed and counted, without an index and not yet attached.
+    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
+    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    day = "meter_readings_history_p2026021"
+    assert _history_tables(db, "meter_readings_history") == [
+        (f"{day}1", "p", "meter_readings_history", True),
+        (f"{day}1_h23", "r", None, False),
+    ]
+    assert query(db, "SELECT rows_loaded FROM ingested_files")[0][0] == 2
+    assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 0
+
+    write_csv(
+        landing,
+        "meter",
+        "b.csv",
+        METER_HEADER,
+        [
+            "m-1,0.5,230,2026-02-12T00:05:00Z",
+            "m-2,0.5,230,2026-02-12T00:05:00Z",
+            "m-1,0.5,230,2026-02-12T01:05:00Z",
+            "m-2,0.5,230,2026-02-12T01:05:00Z",
+        ],
+    )
+    # Overlaps a.csv: it needs the key index of the pending hour, which is finished first.
+    write_csv(
+        landing,
+        "meter",
+        "c.csv",
+        METER_HEADER,
+        ["m-1,0.9,230,2026-02-11T23:10:00Z", "m-3,0.5,230,2026-02-11T23:10:00Z"],
+    )
+    outcomes = ingest_stream(db, METER, settings, run_id="next")
+    assert [(o.manifest.rows_loaded, o.manifest.rows_conflicting) for o in outcomes] == [
+        (4, 0),
+        (1, 1),
+    ]
+    assert _history_tables(db, "meter_readings_history") == [
+        (f"{day}1", "p", "meter_readings_history", True),
+        (f"{day}1_h23", "r", f"{day}1", True),
+        (f"{day}2", "p", "meter_readings_history", True),
+        (f"{day}2_h00", "r", f"{day}2", True),
+        (f"{day}2_h01", "r", f"{day}2", True),
+    ]
+    # Attached with their CHECK constraints dropped: the partition bounds say the same.
+    assert query(
+        db,
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'c'"
+        " AND conrelid::regclass::text LIKE 'meter_readings_history_p%'",
+    ) == [(0,)]
+    assert query(db, f"SELECT count(*) FROM {day}1_h23") == [(3,)]
+    assert query(db, "SELECT count(*) FROM meter_readings_history")[0][0] == 7
+
+
+def test_a_day_file_read_in_chunks_keeps_its_day_in_one_table(
+    db, settings: Settings, landing: Path
+) -> None:
+    from dataclasses import replace
+
+    chunked = replace(
+        settings, file_limits=replace(settings.file_limits, stream_above_rows=2, chunk_rows=2)
+    )
+    # Sorted by device, like a gateway's day export: every chunk spans the day's hours.
+    rows = [f"m-{m},0.5,230,2026-02-11T{h:02d}:00:00Z" for m in (1, 2) for h in (0, 8, 16)]
+    write_csv(landing, "meter", "day.csv", METER_HEADER, rows)
+    [outcome] = ingest_stream(db, METER, chunked, run_id="r1")
+    assert outcome.manifest.rows_loaded == 6
+    assert _history_tables(db, "meter_readings_history") == [
+        ("meter_readings_history_p20260211", "r", "meter_readings_history", True)
+    ]
 
 
 def test_a_file_read_in_chunks_accounts_for_every_row_like_a_whole_file(
