@@ -23,6 +23,12 @@ LANGUAGE sql STABLE SET search_path = public AS $$
      WHERE i.indrelid = parent AND i.indisprimary
 $$;
 
+-- An hour's start as a partition bound literal, in UTC whatever the session's time zone.
+CREATE FUNCTION utc_hour_bound(hour_start timestamp) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(hour_start, 'YYYY-MM-DD HH24:00:00') || '+00'
+$$;
+
 -- The day's partition: created empty, partitioned by hour, with its key, and attached when
 -- missing. A day of the single-table kind (pending or attached) is returned as it is.
 -- (Created apart and then attached: ATTACH takes a weaker lock on history than CREATE TABLE
@@ -42,9 +48,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %I ADD PRIMARY KEY (%s)', day_name, history_key_columns(parent));
         EXECUTE format(
             'ALTER TABLE %s ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
-            parent, day_name,
-            to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00',
-            to_char(day + 1, 'YYYY-MM-DD') || ' 00:00:00+00'
+            parent, day_name, utc_hour_bound(day), utc_hour_bound(day + 1)
         );
     END IF;
     RETURN day_name;
@@ -94,8 +98,7 @@ BEGIN
             'CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS, CONSTRAINT %I CHECK '
             '(ts IS NOT NULL AND ts >= %L AND ts < %L))',
             hour_name, parent, hour_name || '_hour_range',
-            to_char(hour_start, 'YYYY-MM-DD HH24:00:00') || '+00',
-            to_char(hour_start + interval '1 hour', 'YYYY-MM-DD HH24:00:00') || '+00'
+            utc_hour_bound(hour_start), utc_hour_bound(hour_start + interval '1 hour')
         );
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'energy_loader') THEN
             EXECUTE format('GRANT INSERT ON %I TO energy_loader', hour_name);
@@ -117,8 +120,7 @@ BEGIN
     EXECUTE format(
         'ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
         day_name, hour_name,
-        to_char(hour_start, 'YYYY-MM-DD HH24:00:00') || '+00',
-        to_char(hour_start + interval '1 hour', 'YYYY-MM-DD HH24:00:00') || '+00'
+        utc_hour_bound(hour_start), utc_hour_bound(hour_start + interval '1 hour')
     );
     -- The partition bound now says the same; all leaves look alike.
     EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', hour_name, hour_name || '_hour_range');
@@ -169,6 +171,7 @@ END;
 $$;
 
 REVOKE ALL ON FUNCTION history_key_columns(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION utc_hour_bound(timestamp) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ensure_hourly_day(regclass, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION day_table_for_new_rows_of(regclass, date, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hour_table_for_new_rows(regclass, timestamptz) FROM PUBLIC;
