@@ -34,8 +34,7 @@ from energy_pipelines.landing.read import (
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
     add_daily_totals,
-    finish_new_hours,
-    finish_pending_days,
+    finish_new_tables,
     write_history,
     write_rejected_rows,
 )
@@ -503,7 +502,7 @@ def _finish_new_tables(conn: Connection, stream: Stream) -> None:
     stopped before its end."""
     with conn.cursor() as cur:
         lock_stream(cur, stream.name)
-        finished = finish_new_hours(cur, stream) + finish_pending_days(cur, stream)
+        finished = finish_new_tables(cur, stream)
     conn.commit()
     if finished:
         log.info("indexed and attached %s", ", ".join(finished))

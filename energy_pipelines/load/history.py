@@ -60,18 +60,11 @@ def ensure_hour_partitions(cur: Any, stream: Stream, hours: list[datetime]) -> N
         cur.execute("SELECT ensure_hour_partition($1::regclass, $2)", (stream.table, hour))
 
 
-def finish_new_hours(cur: Any, stream: Stream) -> list[str]:
-    """Build the key index of every hour table loaded without one (by this run, or by one that
-    stopped before its end) and attach it to its day (sql/013). The caller holds the stream
+def finish_new_tables(cur: Any, stream: Stream) -> list[str]:
+    """Build the key index of every day and hour table loaded without one (by this run, or by
+    one that stopped before its end) and attach it (sql/013). The caller holds the stream
     lock."""
-    cur.execute("SELECT finish_new_hours($1::regclass)", (stream.table,))
-    return [row[0] for row in cur.fetchall()]
-
-
-def finish_pending_days(cur: Any, stream: Stream) -> list[str]:
-    """Build the key index of every day loaded as one table without one (sql/009) and attach
-    it to history. The caller holds the stream lock."""
-    cur.execute("SELECT finish_pending_days($1::regclass)", (stream.table,))
+    cur.execute("SELECT finish_new_tables($1::regclass)", (stream.table,))
     return [row[0] for row in cur.fetchall()]
 
 
@@ -177,10 +170,9 @@ def write_history(
 
     When no stored reading can share a key with the file (a new time range), the rows are
     COPYed straight into their day's or hour's table; a new day or hour gets a table without an
-    index, which the run indexes and attaches when it ends (finish_new_hours(),
-    finish_pending_days()). Otherwise they are staged with COPY, the keys history already
-    holds are taken out (same values: duplicate; other values: conflict, the stored reading
-    stays) and the rest is inserted.
+    index, which the run indexes and attaches when it ends (finish_new_tables()). Otherwise
+    they are staged with COPY, the keys history already holds are taken out (same values:
+    duplicate; other values: conflict, the stored reading stays) and the rest is inserted.
     """
     if ts_range is not None and not may_overlap_history(cur, stream, ts_range):
         rows = staged.drop_columns(["row_number"]).append_column(
