@@ -169,6 +169,45 @@ def server_backend_cpu_seconds(server_url: str) -> float | None:
         return None
 
 
+def machine_counters() -> dict[str, float] | None:
+    """Machine-wide counters (Linux; None elsewhere): CPU seconds in user and system mode
+    (/proc/stat), pages dirtied and written back (/proc/vmstat), and unused memory (MemFree).
+    The difference around a run says where its time went beyond the two processes: the same
+    pages written at a higher system cost mean the kernel, not the pipeline, worked harder."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = Path("/proc/stat").read_text().splitlines()[0].split()
+        vm = dict(line.split() for line in Path("/proc/vmstat").read_text().splitlines())
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        free_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemFree:"))
+        return {
+            "user_seconds": (int(cpu[1]) + int(cpu[2])) / ticks,
+            "system_seconds": (int(cpu[3]) + int(cpu[6]) + int(cpu[7])) / ticks,
+            "pages_dirtied": int(vm["nr_dirtied"]),
+            "pages_written": int(vm["nr_written"]),
+            "memory_free_mb": free_kb // 1024,
+        }
+    except (OSError, ValueError, IndexError, KeyError, StopIteration):
+        return None
+
+
+def machine_during(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, float] | None:
+    """What the machine did between two readings; memory is the state at the start. On a
+    virtual machine that hands unused memory back to its host (free page reporting, as
+    Firecracker VMs do), the first write into such memory costs far more than into memory
+    just freed or taken back from the page cache, so runs compare fairly only when they start
+    with it alike."""
+    if before is None or after is None:
+        return None
+    spent = {
+        name: round(after[name] - before[name], 1 if name.endswith("seconds") else None)
+        for name in ("user_seconds", "system_seconds", "pages_dirtied", "pages_written")
+    }
+    return {**spent, "memory_free_mb_at_start": before["memory_free_mb"]}
+
+
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -213,6 +252,7 @@ def pipeline_runs(
             settle_server(server_url)
             server_cpu = server_backend_cpu_seconds(server_url)
             client_cpu = _children_cpu_seconds()
+            machine = machine_counters()
             started = time.perf_counter()
             process = subprocess.Popen(
                 command,
@@ -229,6 +269,7 @@ def pipeline_runs(
             result["seconds"] = seconds
             # Read before the row check below, whose session is not the run's.
             server_cpu_after = server_backend_cpu_seconds(server_url)
+            result["machine"] = machine_during(machine, machine_counters())
             result["cpu_seconds"] = {
                 "pipeline": round(_children_cpu_seconds() - client_cpu, 1),
                 "postgres_backends": None
@@ -283,6 +324,8 @@ def run_bench(
         f"      CPU: pipeline {cpu['pipeline']} s, PostgreSQL backends"
         f" {cpu['postgres_backends']} s, on {os.cpu_count()} cores in {seconds:.1f} s"
     )
+    if pipeline["machine"] is not None:
+        print(f"      machine: {pipeline['machine']}")
 
     def rounded(value: float, digits: int = 0) -> float | None:
         # Baselines skipped (--pipeline-only) are reported as null, never as a number.
@@ -303,6 +346,7 @@ def run_bench(
         "stage_seconds": pipeline["stage_seconds"],
         # Where the wall time went: on 2 cores, CPU seconds near 2 x wall mean CPU-bound.
         "cpu_seconds": pipeline["cpu_seconds"],
+        "machine": pipeline["machine"],
         # Each later day loaded on top of the ones before: cost should follow the new data.
         "later_days": [
             {
@@ -311,6 +355,7 @@ def run_bench(
                 "peak_rss_mb": round(day["peak_rss_mb"], 1),
                 "stage_seconds": day["stage_seconds"],
                 "cpu_seconds": day["cpu_seconds"],
+                "machine": day["machine"],
             }
             for day in later
         ],
@@ -322,6 +367,8 @@ def run_bench(
             f"  (c) day {number} on top:     {day['seconds']:7.1f} s "
             f"{size.rows / day['seconds']:12,.0f} rows/s; stages {day['stage_seconds']}"
         )
+        if day["machine"] is not None:
+            print(f"      machine: {day['machine']}")
     print(
         f"  ratio (c)/(a) {report['ratio_vs_indexed']}, (c)/(b) {report['ratio_vs_unindexed']},"
         f" pipeline peak RSS {report['peak_rss_mb']} MB"

@@ -24,6 +24,7 @@ REPORT_KEYS = {
     "stage_seconds",
     "cpu_seconds",
     "later_days",
+    "machine",
 }
 STAGES = {"read", "validate", "transform", "load", "index", "hot_status", "daily"}
 
@@ -57,8 +58,13 @@ def test_bench_reports_every_phase_of_a_run_that_loaded_all_rows(
     # The pipeline runs in a subprocess; the server here is a process of this machine.
     assert report["cpu_seconds"]["pipeline"] > 0
     assert report["cpu_seconds"]["postgres_backends"] > 0
+    # Each run records what the machine did during it (this is Linux).
+    machine = report["machine"]
+    assert machine["user_seconds"] > 0 and machine["pages_dirtied"] > 0
+    assert machine["memory_free_mb_at_start"] > 0
     (day_two,) = report["later_days"]
     assert set(day_two["stage_seconds"]) == STAGES and day_two["pipeline_seconds"] > 0
+    assert day_two["machine"]["system_seconds"] >= 0
     assert "ratio (c)/(a)" in capsys.readouterr().out
     # Every phase's scratch database is gone again.
     assert _bench_databases(server_url) == before
