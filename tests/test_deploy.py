@@ -22,8 +22,7 @@ def test_compose_stack_has_the_services_storage_and_settings() -> None:
         assert "./landing:/opt/energy/landing" in services[name]["volumes"]
     # The server runs with the same ingest settings as the embedded one.
     command = " ".join(services["postgres"]["command"])
-    # (shared_buffers is larger on a dedicated server than in the embedded one.)
-    for setting in set(INGEST_SETTINGS) - {"shared_buffers"}:
+    for setting in INGEST_SETTINGS:
         assert f"{setting}={INGEST_SETTINGS[setting]}" in command
 
 
