@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
-from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.ingest import ingest_file, ingest_stream
+from energy_pipelines.landing.discover import find_waiting_files
 from energy_pipelines.landing.read import iter_landing_chunks
 from energy_pipelines.load.migrations import list_migrations, upgrade
 from energy_pipelines.settings import Settings
@@ -185,6 +186,13 @@ def _history_tables(db, table: str) -> list[tuple]:  # type: ignore[no-untyped-d
     )
 
 
+def _load_the_waiting_file_and_stop(db, settings: Settings, landing: Path) -> None:
+    """The one waiting meter file loaded the way a run loads each file, then the run stops
+    before its end (before it indexes and attaches the tables it loaded)."""
+    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
+    ingest_file(db, waiting, METER, settings, run_id="stopped")
+
+
 def test_new_days_are_indexed_and_attached_when_the_run_ends(
     db, settings: Settings, landing: Path
 ) -> None:
@@ -208,13 +216,8 @@ def test_new_days_are_indexed_and_attached_when_the_run_ends(
 def test_a_day_left_pending_by_a_stopped_run_is_finished_before_a_conflict_check(
     db, settings: Settings, landing: Path
 ) -> None:
-    from energy_pipelines.ingest import ingest_file
-    from energy_pipelines.landing.discover import find_waiting_files
-
     write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:00:00Z"])
-    # One file loaded the way a run does it, then the run stops before its end.
-    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
-    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    _load_the_waiting_file_and_stop(db, settings, landing)
     assert _history_tables(db, "meter_readings_history") == [
         ("meter_readings_history_p20260211", "r", None, False)
     ]
@@ -244,12 +247,8 @@ def test_a_day_left_pending_by_a_stopped_run_is_finished_before_a_conflict_check
 def test_a_run_with_no_files_finishes_days_a_stopped_run_left_pending(
     db, settings: Settings, landing: Path
 ) -> None:
-    from energy_pipelines.ingest import ingest_file
-    from energy_pipelines.landing.discover import find_waiting_files
-
     write_csv(landing, "meter", "a.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:00:00Z"])
-    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
-    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    _load_the_waiting_file_and_stop(db, settings, landing)
     assert ingest_stream(db, METER, settings, run_id="next") == []
     assert query(db, "SELECT meter_id FROM meter_readings_history") == [("m-1",)]
 
@@ -258,8 +257,6 @@ def test_hours_that_bring_many_readings_are_leaves_indexed_when_the_run_ends(
     db, settings: Settings, landing: Path, monkeypatch
 ) -> None:
     import energy_pipelines.load.history as history
-    from energy_pipelines.ingest import ingest_file
-    from energy_pipelines.landing.discover import find_waiting_files
 
     # Bulk hourly exports at test size: two readings per hour count as many.
     monkeypatch.setattr(history, "HOURLY_LEAF_MIN_ROWS", 2)
@@ -272,8 +269,7 @@ def test_hours_that_bring_many_readings_are_leaves_indexed_when_the_run_ends(
     )
     # One file loaded the way a run does it, then the run stops before its end: the hour's
     # table holds the rows, committed and counted, without an index and not yet attached.
-    [waiting] = find_waiting_files(landing, METER, 0, limit=10)
-    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    _load_the_waiting_file_and_stop(db, settings, landing)
     day = "meter_readings_history_p2026021"
     assert _history_tables(db, "meter_readings_history") == [
         (f"{day}1", "p", "meter_readings_history", True),
