@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +24,8 @@ COPY_BATCH_ROWS = 20_000
 # per hour; otherwise it stays one table. A day file of 7.2 M readings, read in chunks of
 # 100,000 rows, split each chunk into 24 COPYs of 4,200 rows: 110.7 s against 71.2 s for one
 # table (bench --files-per-stream 1 --pipeline-only).
-HOURLY_LEAF_MIN_ROWS = 20_000
+# ENERGY_HOURLY_LEAF_MIN_ROWS overrides it (tests and benchmarks that need many leaves fast).
+HOURLY_LEAF_MIN_ROWS = int(os.environ.get("ENERGY_HOURLY_LEAF_MIN_ROWS") or 20_000)
 REJECT_STAGING_TABLE = "staging_rejected_rows"
 _NO_CONFLICTS = pl.DataFrame(schema={"row_number": pl.Int64, "stored_values": pl.String})
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
