@@ -10,20 +10,19 @@ import polars as pl
 
 from energy_pipelines.contract import Field, Stream
 from energy_pipelines.settings import ValidationLimits
-
-MAX_ID_LENGTH = 64
+from energy_pipelines.validate.ids import ID_RULES, IdRule
+from energy_pipelines.validate.ids import MAX_ID_LENGTH as MAX_ID_LENGTH
 
 
 def _finite(data: pa.PolarsData) -> pl.LazyFrame:
     return data.lazyframe.select(pl.col(data.key).is_finite())
 
 
-def _not_blank(data: pa.PolarsData) -> pl.LazyFrame:
-    return data.lazyframe.select(pl.col(data.key).str.strip_chars().str.len_chars() > 0)
+def _id_check(rule: IdRule) -> pa.Check:
+    def holds(data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(rule.holds(pl.col(data.key)))
 
-
-def _no_control_characters(data: pa.PolarsData) -> pl.LazyFrame:
-    return data.lazyframe.select(~pl.col(data.key).str.contains(r"\p{Cc}"))
+    return pa.Check(holds, error=rule.error)
 
 
 def _range(low: float, high: float, unit: str) -> list[pa.Check]:
@@ -40,13 +39,7 @@ def _range(low: float, high: float, unit: str) -> list[pa.Check]:
 
 def _checks_for(field: Field, limits: ValidationLimits, ingested_at: datetime) -> list[pa.Check]:
     if field.kind == "id":
-        return [
-            pa.Check(_not_blank, error="must not be empty or only spaces"),
-            pa.Check.str_length(
-                max_value=MAX_ID_LENGTH, error=f"must be at most {MAX_ID_LENGTH} characters"
-            ),
-            pa.Check(_no_control_characters, error="must not contain control characters"),
-        ]
+        return [_id_check(rule) for rule in ID_RULES]
     if field.kind == "kwh":
         return _range(0.0, limits.max_kwh_per_reading, "kWh")
     if field.kind == "voltage":
