@@ -151,7 +151,7 @@ def run_performance(settings: Settings, vehicle_id: str, as_of: str | None) -> i
     try:
         with connect(resolve_database_url(settings)) as conn:
             summary = vehicle_performance(
-                conn, vehicle_id, parse_as_of(as_of) if as_of else None, settings.fault_threshold
+                conn, vehicle_id, parse_as_of(as_of) if as_of else None, settings.evidence
             )
     except UnknownVehicle as exc:
         print(f"energy-pipelines: {exc}", file=sys.stderr)

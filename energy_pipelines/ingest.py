@@ -33,7 +33,7 @@ from energy_pipelines.landing.read import (
 )
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
-    add_daily_totals,
+    add_hourly_totals,
     finish_new_tables,
     write_history,
     write_rejected_rows,
@@ -49,8 +49,8 @@ from energy_pipelines.settings import FileLimits, Settings
 from energy_pipelines.transform.readings import (
     DeduplicatedRows,
     EarlierRows,
-    daily_totals,
     deduplicate_within_file,
+    hourly_totals,
     to_staging_table,
 )
 from energy_pipelines.validate.rules import raw_values_json, validate_rows
@@ -380,7 +380,7 @@ def _write_prepared(
             else prepared.unique.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows))
         )
         write_status_candidates(cur, stream, inserted, file_id)
-        add_daily_totals(cur, stream, daily_totals(inserted, stream))
+        add_hourly_totals(cur, stream, hourly_totals(inserted, stream))
     crash_point("after_history_insert")
     write_rejected_rows(cur, _rejected_rows_frame(prepared, written.conflicts, file, file_id))
     return RowCounts(

@@ -49,6 +49,36 @@ class FileLimits:
 
 
 @dataclass(frozen=True)
+class EvidenceRules:
+    """What an efficiency status may conclude from: the fault threshold, the AC energy the paired
+    intervals must carry before their ratio is trusted, and each stream's reading cadence.
+    Readings pair by interval of the coarser cadence (a whole number of minutes dividing 60)."""
+
+    fault_threshold: float = 0.85
+    min_paired_kwh: float = 1.0
+    meter_cadence_seconds: int = 60
+    vehicle_cadence_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        for name in ("meter_cadence_seconds", "vehicle_cadence_seconds"):
+            seconds = getattr(self, name)
+            if seconds < 60 or seconds % 60 or 3600 % seconds:
+                raise ValueError(
+                    f"{name}={seconds}: a cadence is a whole number of minutes that divides an "
+                    "hour (60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800 or 3600)"
+                )
+
+    @property
+    def cadence_minutes(self) -> int:
+        """The interval readings of both streams pair on: the coarser cadence."""
+        return max(self.meter_cadence_seconds, self.vehicle_cadence_seconds) // 60
+
+    def parameters(self) -> tuple[float, float, int]:
+        """The summary function's last three arguments."""
+        return (self.fault_threshold, self.min_paired_kwh, self.cadence_minutes)
+
+
+@dataclass(frozen=True)
 class Settings:
     landing_dir: Path
     # None means: use the embedded PostgreSQL kept under state_dir.
@@ -58,8 +88,8 @@ class Settings:
     max_files_per_run: int = 1000
     limits: ValidationLimits = field(default_factory=ValidationLimits)
     file_limits: FileLimits = field(default_factory=FileLimits)
-    # Daily efficiency below this ratio is flagged fault_suspected.
-    fault_threshold: float = 0.85
+    # Efficiency below evidence.fault_threshold is flagged fault_suspected, on paired evidence.
+    evidence: EvidenceRules = field(default_factory=EvidenceRules)
     # The freshness check fails when the newest reading is older than this.
     freshness_minutes: float = 60.0
     # First UTC day of the daily partitions in Dagster.
@@ -82,7 +112,12 @@ class Settings:
                 stream_above_rows=int(float_env("ENERGY_STREAM_ABOVE_ROWS", 1_000_000, minimum=1)),
                 chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 100_000, minimum=1)),
             ),
-            fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
+            evidence=EvidenceRules(
+                fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
+                min_paired_kwh=float_env("ENERGY_MIN_PAIRED_KWH", 1.0, minimum=0.0),
+                meter_cadence_seconds=int(float_env("ENERGY_METER_CADENCE_SECONDS", 60)),
+                vehicle_cadence_seconds=int(float_env("ENERGY_VEHICLE_CADENCE_SECONDS", 60)),
+            ),
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
             first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),
             limits=ValidationLimits(
@@ -90,6 +125,10 @@ class Settings:
                 max_future_minutes=float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),
             ),
         )
+
+    @property
+    def fault_threshold(self) -> float:
+        return self.evidence.fault_threshold
 
     def with_landing_dir(self, landing_dir: Path | str | None) -> Settings:
         return self if landing_dir is None else replace(self, landing_dir=Path(landing_dir))

@@ -407,6 +407,6 @@ def test_a_file_read_in_chunks_accounts_for_every_row_like_a_whole_file(
         (6, "conflicting", True),
     ]
     assert "row 2 of this file" in rejected[0][2]
-    assert query(db, "SELECT readings FROM meter_daily_totals ORDER BY day, meter_id") == [
+    assert query(db, "SELECT readings FROM meter_hourly_totals ORDER BY hour, meter_id") == [
         (1,), (1,), (1,), (1,),
     ]  # fmt: skip

@@ -14,7 +14,7 @@ from energy_pipelines.contract import METER, VEHICLE
 from energy_pipelines.defs import defs
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.load.retention import drop_old_partitions, retention_cutoff
-from energy_pipelines.settings import Settings
+from energy_pipelines.settings import EvidenceRules, Settings
 from tests.conftest import query
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
 
@@ -106,7 +106,7 @@ def test_fleet_chart_renders_a_png_of_the_last_days(
 
     for stream in (CORRELATION, METER, VEHICLE):
         ingest_stream(db, stream, settings, run_id="r")
-    materialize_vehicle_day(db, date(2026, 2, 10), 0.85)
+    materialize_vehicle_day(db, date(2026, 2, 10), EvidenceRules())
     daily = recent_efficiency(db)
     assert daily.height == 2
     worst = worst_vehicles(daily)

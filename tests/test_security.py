@@ -17,7 +17,7 @@ from energy_pipelines.hot_status.refresh import refresh_status
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.load.database import connect
 from energy_pipelines.load.manifest import stream_lock_key
-from energy_pipelines.settings import Settings
+from energy_pipelines.settings import EvidenceRules, Settings
 from tests.conftest import query
 from tests.helpers import (
     METER_HEADER,
@@ -49,7 +49,7 @@ def test_loader_role_runs_the_pipeline_and_nothing_else(
         [conflict] = ingest_stream(loader, METER, settings, run_id="r2")
         assert conflict.manifest.rows_conflicting == 1
         refresh_status(loader, METER)
-        materialize_vehicle_day(loader, date(2026, 2, 11), 0.85)
+        materialize_vehicle_day(loader, date(2026, 2, 11), EvidenceRules())
         with loader.cursor() as cur:
             cur.execute("SELECT current_user")
             assert cur.fetchone() == ("energy_loader",)

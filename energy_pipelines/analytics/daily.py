@@ -1,68 +1,144 @@
 """Materialize one UTC day of daily_vehicle_efficiency and daily_meter_usage.
 
 Each day is replaced atomically (DELETE + INSERT in one transaction) from the day's running
-per-device totals that the loads keep (one row per device), so a day costs the same whatever
-the size of history.
+per-device hourly totals that the loads keep (24 rows per device), so a day costs the same
+whatever the size of history. Efficiency is judged over paired intervals: an hour whose vehicle
+and meters reported the same intervals counts whole; only hours where they differ are read
+again from history, interval by interval.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
+from energy_pipelines.settings import EvidenceRules
 
-# Each stream's day comes from its running per-device totals (sql/011), kept by the loads.
-_VEHICLE_TOTALS_SQL = """
-CREATE TEMP TABLE day_vehicle_totals ON COMMIT DROP AS
-SELECT vehicle_id, kwh_delivered_dc AS dc, battery_temp_sum / readings AS temp, readings AS n
-  FROM vehicle_daily_totals
- WHERE day = $1
+# Each stream's day comes from its running per-device hourly totals (sql/014), kept by the
+# loads; $1 and $2 bound the UTC day, $3 is the pairing cadence in minutes.
+_VEHICLE_HOURS_SQL = """
+CREATE TEMP TABLE day_vehicle_hours ON COMMIT DROP AS
+SELECT vehicle_id, hour, kwh_delivered_dc AS dc, battery_temp_sum AS temp, readings AS n,
+       interval_bits(minutes, $3::integer) AS bits
+  FROM vehicle_hourly_totals
+ WHERE hour >= $1 AND hour < $2
 """
 
-_METER_TOTALS_SQL = """
-CREATE TEMP TABLE day_meter_totals ON COMMIT DROP AS
-SELECT meter_id, kwh_consumed_ac AS ac, voltage_sum / readings AS avg_voltage,
-       voltage_min AS min_voltage, voltage_max AS max_voltage, readings AS n
-  FROM meter_daily_totals
- WHERE day = $1
+_METER_HOURS_SQL = """
+CREATE TEMP TABLE day_meter_hours ON COMMIT DROP AS
+SELECT meter_id, hour, kwh_consumed_ac AS ac, voltage_sum, voltage_min, voltage_max,
+       readings AS n, interval_bits(minutes, $3::integer) AS bits
+  FROM meter_hourly_totals
+ WHERE hour >= $1 AND hour < $2
+"""
+
+# Every hour of each vehicle that reported that day, beside its meters' hour, and how the two
+# pair (hour_pairing(): none, whole or partial).
+_VEHICLE_HOUR_PAIRING_SQL = """
+CREATE TEMP TABLE day_vehicle_hour_pairing ON COMMIT DROP AS
+WITH pairing AS (
+    SELECT vehicle_id, meter_id, count(*) OVER (PARTITION BY vehicle_id) AS meters_paired
+      FROM meter_vehicle_correlation
+), meter_side AS (
+    SELECT p.vehicle_id, m.hour, sum(m.ac) AS ac, sum(m.n) AS n, bit_and(m.bits) AS bits_and,
+           bit_or(m.bits) AS bits_or, count(*) AS present, min(p.meters_paired) AS meters_paired
+      FROM pairing p JOIN pg_temp.day_meter_hours m USING (meter_id)
+     GROUP BY 1, 2
+)
+SELECT vehicle_id, hour, v.dc, v.temp, v.n, ms.ac, ms.n AS mn,
+       hour_pairing(v.bits, ms.bits_and, ms.bits_or, ms.present, ms.meters_paired) AS pairing
+  FROM pg_temp.day_vehicle_hours v FULL JOIN meter_side ms USING (vehicle_id, hour)
+ WHERE vehicle_id IN (SELECT vehicle_id FROM pg_temp.day_vehicle_hours)
+"""
+
+# Hours whose devices reported different intervals: their readings, paired interval by interval.
+# The day's bounds ($1, $2) are constants when planned, so only the day's partitions are read.
+_PARTIAL_HOURS_SQL = """
+CREATE TEMP TABLE day_partial_pairs ON COMMIT DROP AS
+WITH partial AS (
+    SELECT vehicle_id, hour FROM pg_temp.day_vehicle_hour_pairing WHERE pairing = 'partial'
+), meters_paired AS (
+    SELECT vehicle_id, count(*) AS n FROM meter_vehicle_correlation GROUP BY 1
+), v AS (
+    SELECT p.vehicle_id, date_bin(make_interval(mins => $3::integer), x.ts, '2000-01-01 00:00+00') AS i,
+           sum(x.kwh_delivered_dc) AS dc
+      FROM partial p
+      JOIN vehicle_readings_history x
+        ON x.vehicle_id = p.vehicle_id AND x.ts >= p.hour AND x.ts < p.hour + interval '1 hour'
+     WHERE x.ts >= $1 AND x.ts < $2
+     GROUP BY 1, 2
+), m AS (
+    SELECT p.vehicle_id, date_bin(make_interval(mins => $3::integer), x.ts, '2000-01-01 00:00+00') AS i,
+           sum(x.kwh_consumed_ac) AS ac, count(DISTINCT x.meter_id) AS present
+      FROM partial p
+      JOIN meter_vehicle_correlation c USING (vehicle_id)
+      JOIN meter_readings_history x
+        ON x.meter_id = c.meter_id AND x.ts >= p.hour AND x.ts < p.hour + interval '1 hour'
+     WHERE x.ts >= $1 AND x.ts < $2
+     GROUP BY 1, 2
+)
+SELECT v.vehicle_id, sum(v.dc) AS dc, sum(m.ac) AS ac
+  FROM v JOIN m USING (vehicle_id, i) JOIN meters_paired k USING (vehicle_id)
+ WHERE m.present = k.n
+ GROUP BY 1
 """
 
 _VEHICLE_DAY_SQL = """
 INSERT INTO daily_vehicle_efficiency (
     day, vehicle_id, total_kwh_delivered_dc, total_kwh_consumed_ac, efficiency_ratio,
-    avg_battery_temp, vehicle_record_count, meter_record_count, meter_ids, shared_meter, status
+    avg_battery_temp, vehicle_record_count, meter_record_count, meter_ids, shared_meter,
+    paired_kwh_delivered_dc, paired_kwh_consumed_ac, paired_efficiency_ratio, energy_coverage,
+    status
 )
 WITH pairing AS (
     SELECT vehicle_id, meter_id,
            count(*) OVER (PARTITION BY meter_id) > 1 AS meter_is_shared
       FROM meter_vehicle_correlation
 ), paired AS (
-    SELECT p.vehicle_id,
-           array_agg(p.meter_id ORDER BY p.meter_id) AS meter_ids,
-           bool_or(p.meter_is_shared) AS shared,
-           coalesce(sum(m.ac), 0) AS ac,
-           coalesce(sum(m.n), 0) AS n
-      FROM pairing p LEFT JOIN pg_temp.day_meter_totals m USING (meter_id)
-     GROUP BY p.vehicle_id
+    SELECT vehicle_id, array_agg(meter_id ORDER BY meter_id) AS meter_ids,
+           bool_or(meter_is_shared) AS shared
+      FROM pairing
+     GROUP BY vehicle_id
+), totals AS (
+    SELECT h.vehicle_id, sum(h.dc) AS dc, sum(h.temp) / sum(h.n) AS temp, sum(h.n) AS n,
+           coalesce(sum(h.ac), 0) AS ac, coalesce(sum(h.mn), 0)::bigint AS mn,
+           coalesce(sum(h.dc) FILTER (WHERE h.pairing = 'whole'), 0)
+               + coalesce(min(pp.dc), 0) AS pdc,
+           coalesce(sum(h.ac) FILTER (WHERE h.pairing = 'whole'), 0)
+               + coalesce(min(pp.ac), 0) AS pac
+      FROM pg_temp.day_vehicle_hour_pairing h
+      LEFT JOIN pg_temp.day_partial_pairs pp USING (vehicle_id)
+     GROUP BY h.vehicle_id
 )
-SELECT $1::date, v.vehicle_id, v.dc, p.ac,
-       CASE WHEN p.ac > 0 THEN v.dc / p.ac END,
-       v.temp, v.n, coalesce(p.n, 0), coalesce(p.meter_ids, '{}'), coalesce(p.shared, false),
-       efficiency_status(p.vehicle_id IS NOT NULL, p.ac,
-                         CASE WHEN p.ac > 0 THEN v.dc / p.ac END, $2)
-  FROM pg_temp.day_vehicle_totals v LEFT JOIN paired p USING (vehicle_id)
+SELECT $1::date, t.vehicle_id, t.dc,
+       CASE WHEN p.vehicle_id IS NOT NULL THEN t.ac END,
+       CASE WHEN p.vehicle_id IS NOT NULL AND t.ac > 0 THEN t.dc / t.ac END,
+       t.temp, t.n, t.mn, coalesce(p.meter_ids, '{}'), coalesce(p.shared, false),
+       CASE WHEN p.vehicle_id IS NOT NULL THEN t.pdc END,
+       CASE WHEN p.vehicle_id IS NOT NULL THEN t.pac END,
+       CASE WHEN p.vehicle_id IS NOT NULL AND t.pac > 0 THEN t.pdc / t.pac END,
+       CASE WHEN p.vehicle_id IS NOT NULL THEN energy_coverage(t.dc, t.ac, t.pdc, t.pac) END,
+       evidence_status(p.vehicle_id IS NOT NULL, t.dc, t.ac, t.mn, t.pdc, t.pac, $2, $3)
+  FROM totals t LEFT JOIN paired p USING (vehicle_id)
 """
 
 _METER_DAY_SQL = """
 INSERT INTO daily_meter_usage (
     day, meter_id, total_kwh_consumed_ac, avg_voltage, min_voltage, max_voltage, record_count
 )
-SELECT $1::date, meter_id, ac, avg_voltage, min_voltage, max_voltage, n
-  FROM pg_temp.day_meter_totals
+SELECT $1::date, meter_id, sum(ac), sum(voltage_sum) / sum(n), min(voltage_min),
+       max(voltage_max), sum(n)
+  FROM pg_temp.day_meter_hours
+ GROUP BY meter_id
 """
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -78,13 +154,17 @@ def _lock_day(cur: Any, table: str, day: date) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (f"{table}:{day.isoformat()}",))
 
 
-def materialize_vehicle_day(conn: Connection, day: date, fault_threshold: float) -> DayResult:
+def materialize_vehicle_day(conn: Connection, day: date, rules: EvidenceRules) -> DayResult:
+    start, end = _day_bounds(day)
+    cadence = rules.cadence_minutes
     with conn.cursor() as cur:
         _lock_day(cur, "daily_vehicle_efficiency", day)
         cur.execute("DELETE FROM daily_vehicle_efficiency WHERE day = $1", (day,))
-        cur.execute(_VEHICLE_TOTALS_SQL, (day,))
-        cur.execute(_METER_TOTALS_SQL, (day,))
-        cur.execute(_VEHICLE_DAY_SQL, (day, fault_threshold))
+        cur.execute(_VEHICLE_HOURS_SQL, (start, end, cadence))
+        cur.execute(_METER_HOURS_SQL, (start, end, cadence))
+        cur.execute(_VEHICLE_HOUR_PAIRING_SQL)
+        cur.execute(_PARTIAL_HOURS_SQL, (start, end, cadence))
+        cur.execute(_VEHICLE_DAY_SQL, (day, rules.min_paired_kwh, rules.fault_threshold))
         crash_point("daily_before_commit")
         cur.execute(
             "SELECT status, count(*) FROM daily_vehicle_efficiency WHERE day = $1 GROUP BY 1",
@@ -106,7 +186,7 @@ def materialize_meter_day(conn: Connection, day: date) -> int:
     with conn.cursor() as cur:
         _lock_day(cur, "daily_meter_usage", day)
         cur.execute("DELETE FROM daily_meter_usage WHERE day = $1", (day,))
-        cur.execute(_METER_TOTALS_SQL, (day,))
+        cur.execute(_METER_HOURS_SQL, (*_day_bounds(day), 1))
         cur.execute(_METER_DAY_SQL, (day,))
         cur.execute("SELECT count(*) FROM daily_meter_usage WHERE day = $1", (day,))
         rows = int(cur.fetchone()[0])

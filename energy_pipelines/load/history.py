@@ -258,28 +258,32 @@ def write_rejected_rows(cur: Any, rejected: pl.DataFrame) -> None:
     )
 
 
-DAILY_TOTALS_TABLES = {"meter": "meter_daily_totals", "vehicle": "vehicle_daily_totals"}
-_TOTALS_STAGING_TABLE = "staging_daily_totals"
+HOURLY_TOTALS_TABLES = {"meter": "meter_hourly_totals", "vehicle": "vehicle_hourly_totals"}
+_TOTALS_STAGING_TABLE = "staging_hourly_totals"
+# How a file's addition combines with the stored row, per measure (sum when not listed).
+_COMBINE = {"voltage_min": "least({0}, {1})", "voltage_max": "greatest({0}, {1})"}
+_COMBINE_BITS = "{0} | {1}"
 
 
-def add_daily_totals(cur: Any, stream: Stream, totals: pl.DataFrame) -> None:
-    """Add one load's per-day, per-device totals to the running ones, in the load's transaction."""
+def add_hourly_totals(cur: Any, stream: Stream, totals: pl.DataFrame) -> None:
+    """Add one load's per-device, per-hour totals to the running ones, in the load's
+    transaction: sums add up, extremes widen, minute bitmaps are OR-ed."""
     if totals.height == 0:
         return
-    table = _ident(DAILY_TOTALS_TABLES[stream.name])
+    table = _ident(HOURLY_TOTALS_TABLES[stream.name])
     device = _ident(stream.key[0])
     columns = [_ident(c) for c in totals.columns]
-    measures = [c for c in columns if c not in ("day", device)]
-    combine = {"voltage_min": "least", "voltage_max": "greatest"}
+    measures = [c for c in columns if c not in (device, "hour")]
     updates = ", ".join(
-        f"{c} = {combine[c]}(t.{c}, excluded.{c})"
-        if c in combine
-        else f"{c} = t.{c} + excluded.{c}"
+        f"{c} = "
+        + (_COMBINE_BITS if c == "minutes" else _COMBINE.get(c, "{0} + {1}")).format(
+            f"t.{c}", f"excluded.{c}"
+        )
         for c in measures
     )
     cur.adbc_ingest(_TOTALS_STAGING_TABLE, totals.to_arrow(), mode="replace", temporary=True)
     cur.execute(
         f"INSERT INTO {table} AS t ({', '.join(columns)})"
         f" SELECT {', '.join(columns)} FROM pg_temp.{_TOTALS_STAGING_TABLE}"
-        f" ON CONFLICT (day, {device}) DO UPDATE SET {updates}"
+        f" ON CONFLICT ({device}, hour) DO UPDATE SET {updates}"
     )

@@ -142,29 +142,43 @@ def to_staging_table(unique: pl.DataFrame, stream: Stream, in_key_order: bool = 
     return ordered.to_arrow().cast(schema)
 
 
-# Per stream: the daily total columns and how each is computed from one file's inserted rows.
-_DAILY_TOTALS = {
+# Per stream: the hourly total columns and how each is computed from one file's inserted rows.
+_HOURLY_TOTALS = {
     "meter": lambda: [
         pl.col("kwh_consumed_ac").sum(),
         pl.col("voltage").sum().alias("voltage_sum"),
         pl.col("voltage").min().alias("voltage_min"),
         pl.col("voltage").max().alias("voltage_max"),
         pl.len().cast(pl.Int64).alias("readings"),
+        pl.col("minute_bit").bitwise_or().alias("minutes"),
     ],
     "vehicle": lambda: [
         pl.col("kwh_delivered_dc").sum(),
         pl.col("battery_temp").sum().alias("battery_temp_sum"),
         pl.len().cast(pl.Int64).alias("readings"),
+        pl.col("minute_bit").bitwise_or().alias("minutes"),
     ],
 }
+_MICROS_PER_MINUTE = 60_000_000
+_MICROS_PER_HOUR = 60 * _MICROS_PER_MINUTE
 
 
-def daily_totals(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
-    """One row per UTC day and device of the rows a load inserted: what it adds to the stream's
-    daily totals table (sql/011_daily_device_totals.sql)."""
+def hourly_totals(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
+    """One row per device and UTC hour of the rows a load inserted: what it adds to the stream's
+    hourly totals table (sql/014_hourly_evidence.sql), with the bitmap of minutes that reported
+    (bit k for minute k of the hour)."""
     device = stream.key[0]
+    # Integer arithmetic on epoch microseconds: flooring tz-aware values goes through the zone
+    # rules and is many times slower.
+    micros = pl.col("ts").dt.epoch("us")
     return (
-        inserted.group_by(pl.col("ts").dt.date().alias("day"), device)
-        .agg(_DAILY_TOTALS[stream.name]())
-        .sort("day", device)
+        inserted.with_columns(
+            (micros // _MICROS_PER_HOUR * _MICROS_PER_HOUR)
+            .cast(pl.Datetime("us", "UTC"))
+            .alias("hour"),
+            pl.lit(2, pl.Int64).pow(micros // _MICROS_PER_MINUTE % 60).alias("minute_bit"),
+        )
+        .group_by(device, "hour")
+        .agg(_HOURLY_TOTALS[stream.name]())
+        .sort(device, "hour")
     )

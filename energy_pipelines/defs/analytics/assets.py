@@ -42,7 +42,7 @@ def daily_vehicle_efficiency(
 ) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
     with energy.connection() as conn:
-        result = materialize_vehicle_day(conn, day, energy.settings().fault_threshold)
+        result = materialize_vehicle_day(conn, day, energy.settings().evidence)
     flagged_md = "\n".join(
         f"| {vehicle} | {status} | {'' if ratio is None else f'{ratio:.4f}'} |"
         for vehicle, status, ratio in result.flagged[:50]
