@@ -4,34 +4,28 @@ the performance summary comes from the same function as the CLI."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from adbc_driver_manager.dbapi import DatabaseError
+import asyncpg
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from energy_pipelines.analytics.performance import (
-    UnknownVehicle,
-    parse_as_of,
-    vehicle_performance,
-)
+from energy_pipelines.analytics.performance import UnknownVehicle, parse_as_of
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
 from energy_pipelines.gateway import openapi as doc
 from energy_pipelines.gateway.config import GatewayConfig
+from energy_pipelines.gateway.reads import DatabaseUnavailable, SummaryReader
 from energy_pipelines.gateway.shape import ShapeError, records_of_body
 from energy_pipelines.gateway.spool import Spool, SpoolUnavailable
-from energy_pipelines.load.database import Connection, connect, resolve_database_url
-from energy_pipelines.settings import Settings
+from energy_pipelines.validate.ids import id_rule_broken
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +40,6 @@ _REASONS = {
 # older than year 2000 (a validation rule), so clamping changes no number, only the window shown.
 _EARLIEST_AS_OF = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST_AS_OF = datetime(9999, 12, 31, tzinfo=UTC)
-_MAX_IDLE_CONNECTIONS = 4
 PERFORMANCE_PATH = "/v1/analytics/performance/{vehicleId}"
 
 
@@ -56,47 +49,6 @@ def error_response(
     reason = _REASONS.get(status) or HTTPStatus(status).phrase
     body = {"statusCode": status, "error": reason, "message": message}
     return JSONResponse({**body, **extra}, status_code=status, headers=headers)
-
-
-class ConnectionPool:
-    """A few reusable PostgreSQL connections for the summary endpoint (it runs in threads)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._url: str | None = None
-        self._idle: list[Connection] = []
-        self._lock = threading.Lock()
-
-    def _resolve_url(self) -> str:
-        with self._lock:
-            if self._url is None:
-                self._url = resolve_database_url(self._settings)
-            return self._url
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = connect(self._resolve_url())
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.close()
-            raise
-        with self._lock:
-            if len(self._idle) < _MAX_IDLE_CONNECTIONS:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                conn.close()
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
@@ -122,7 +74,7 @@ def _clamped_utc(when: datetime) -> datetime:
 def create_app(config: GatewayConfig | None = None) -> FastAPI:
     config = config or GatewayConfig.from_env()
     spool = Spool(config)
-    pool = ConnectionPool(config.settings)
+    reader = SummaryReader(config)
     expected_auth = f"Bearer {config.token}".encode() if config.token else None
 
     @asynccontextmanager
@@ -133,7 +85,7 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
             yield
         finally:
             await asyncio.to_thread(spool.close)
-            pool.close()
+            await reader.close()
 
     app = FastAPI(
         title="Energy ingestion gateway",
@@ -232,33 +184,32 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
             503: {"description": "Database unavailable", "content": doc.json_content("Error")},
         },
     )
-    def performance(
+    async def performance(
         vehicle_id: Annotated[str, Path(alias="vehicleId")],
         as_of: Annotated[
             str | None, Query(alias="asOf", description="Window end, ISO-8601 (default: now)")
         ] = None,
     ) -> JSONResponse:
-        when: datetime | None = None
+        when = datetime.now(UTC)
         if as_of:
             try:
-                when = parse_as_of(as_of)
+                when = _clamped_utc(parse_as_of(as_of))
             except ValueError:
                 return error_response(
                     400, f"asOf {as_of!r} is not an ISO-8601 time such as 2026-02-11T10:30:00Z"
                 )
-            when = _clamped_utc(when)
-        if "\x00" in vehicle_id:  # PostgreSQL text cannot hold it, so no vehicle has it
-            return error_response(404, f"vehicle {vehicle_id!r} is unknown")
+        # An id the file contract forbids (NUL, other control characters, too long, blank)
+        # never reached history: unknown without asking the database.
+        broken = id_rule_broken(vehicle_id)
+        if broken is not None:
+            return error_response(404, f"vehicle {vehicle_id!r} is unknown: an id {broken}")
         try:
-            with pool.connection() as conn:
-                summary = vehicle_performance(
-                    conn, vehicle_id, when, config.settings.fault_threshold
-                )
+            summary = await reader.summary(vehicle_id, when)
         except UnknownVehicle as exc:
             return error_response(404, str(exc))
-        except ConnectionError as exc:
-            return error_response(503, str(exc))
-        except DatabaseError as exc:  # e.g. a database not migrated yet
+        except (ConnectionError, DatabaseUnavailable) as exc:
+            return error_response(503, str(exc), headers={"Retry-After": "1"})
+        except asyncpg.PostgresError as exc:  # e.g. a database not migrated yet
             log.exception("performance summary failed")
             return error_response(503, "database error: " + str(exc).splitlines()[0])
         return JSONResponse(summary)

@@ -13,6 +13,13 @@ DEFAULT_ROLL_RECORDS = 100_000
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 # Spool folder under the landing root: `_` keeps discovery (which walks <landing>/<stream>) away.
 DEFAULT_SPOOL_FOLDER = "_gateway_spool"
+# The summary read path: PostgreSQL connections the gateway holds at most (requests beyond them
+# wait for one), how long a request waits, how long one statement may run, and how often a
+# transient database error is tried again before the answer is 503.
+DEFAULT_DB_POOL_SIZE = 4
+DEFAULT_DB_ACQUIRE_TIMEOUT_SECONDS = 30.0
+DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 5.0
+DEFAULT_DB_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,10 @@ class GatewayConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Required as `Authorization: Bearer <token>` on POST when set.
     token: str | None = None
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    db_acquire_timeout: float = DEFAULT_DB_ACQUIRE_TIMEOUT_SECONDS
+    db_statement_timeout: float = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
+    db_retries: int = DEFAULT_DB_RETRIES
 
     @property
     def landing_dir(self) -> Path:
@@ -42,4 +53,16 @@ class GatewayConfig:
                 float_env("ENERGY_GATEWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1)
             ),
             token=os.environ.get("ENERGY_GATEWAY_TOKEN") or None,
+            db_pool_size=int(float_env("ENERGY_GATEWAY_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1)),
+            db_acquire_timeout=float_env(
+                "ENERGY_GATEWAY_DB_ACQUIRE_TIMEOUT_SECONDS",
+                DEFAULT_DB_ACQUIRE_TIMEOUT_SECONDS,
+                0.001,
+            ),
+            db_statement_timeout=float_env(
+                "ENERGY_GATEWAY_DB_STATEMENT_TIMEOUT_SECONDS",
+                DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS,
+                0.001,
+            ),
+            db_retries=int(float_env("ENERGY_GATEWAY_DB_RETRIES", DEFAULT_DB_RETRIES, 0)),
         )
