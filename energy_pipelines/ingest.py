@@ -35,6 +35,7 @@ from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
     add_hourly_totals,
     finish_new_tables,
+    with_file_ids,
     write_history,
     write_rejected_rows,
 )
@@ -372,7 +373,8 @@ def _write_prepared(
     cur: Any, stream: Stream, prepared: PreparedFile, file: LandingFile, file_id: int
 ) -> RowCounts:
     """Write prepared rows (a file, or a chunk of one) in the file's transaction."""
-    written = write_history(cur, stream, prepared.staged, file_id, prepared.ts_range)
+    staged = with_file_ids(prepared.staged, file_id)
+    written = write_history(cur, stream, staged, prepared.ts_range)
     if stream.name in CANDIDATE_TABLES:
         inserted = (
             prepared.unique

@@ -63,7 +63,8 @@ WITH partial AS (
 ), meters_paired AS (
     SELECT vehicle_id, count(*) AS n FROM meter_vehicle_correlation GROUP BY 1
 ), v AS (
-    SELECT p.vehicle_id, date_bin(make_interval(mins => $3::integer), x.ts, '2000-01-01 00:00+00') AS i,
+    SELECT p.vehicle_id,
+           date_bin(make_interval(mins => $3::integer), x.ts, '2000-01-01 00:00+00') AS i,
            sum(x.kwh_delivered_dc) AS dc
       FROM partial p
       JOIN vehicle_readings_history x
@@ -71,7 +72,8 @@ WITH partial AS (
      WHERE x.ts >= $1 AND x.ts < $2
      GROUP BY 1, 2
 ), m AS (
-    SELECT p.vehicle_id, date_bin(make_interval(mins => $3::integer), x.ts, '2000-01-01 00:00+00') AS i,
+    SELECT p.vehicle_id,
+           date_bin(make_interval(mins => $3::integer), x.ts, '2000-01-01 00:00+00') AS i,
            sum(x.kwh_consumed_ac) AS ac, count(DISTINCT x.meter_id) AS present
       FROM partial p
       JOIN meter_vehicle_correlation c USING (vehicle_id)

@@ -27,6 +27,7 @@ COPY_BATCH_ROWS = 20_000
 # ENERGY_HOURLY_LEAF_MIN_ROWS overrides it (tests and benchmarks that need many leaves fast).
 HOURLY_LEAF_MIN_ROWS = int(os.environ.get("ENERGY_HOURLY_LEAF_MIN_ROWS") or 20_000)
 REJECT_STAGING_TABLE = "staging_rejected_rows"
+_HOUR_KEYS_TABLE = "staging_hour_keys"
 _NO_CONFLICTS = pl.DataFrame(schema={"row_number": pl.Int64, "stored_values": pl.String})
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -46,7 +47,7 @@ class HistoryWrite:
     conflicts: pl.DataFrame
     # row_numbers of staged rows whose key history already held (duplicates and conflicts).
     existing_rows: pl.Series
-    # True when the file's time range was provably new and rows were COPYed straight in.
+    # True when every row was provably new and COPYed straight in.
     fast_path: bool
 
 
@@ -161,34 +162,101 @@ def may_overlap_history(cur: Any, stream: Stream, ts_range: tuple[datetime, date
     return bool(cur.fetchone()[0])
 
 
-def write_history(
-    cur: Any,
-    stream: Stream,
-    staged: pa.Table,
-    file_id: int,
-    ts_range: tuple[datetime, datetime] | None,
-) -> HistoryWrite:
-    """Write the file's unique rows (key order, row_number last) into history.
+def with_file_ids(staged: pa.Table, file_ids: pa.Array | int) -> pa.Table:
+    """The staged rows with the manifest file_id of each (one id for a whole file)."""
+    if isinstance(file_ids, int):
+        file_ids = pa.repeat(pa.scalar(file_ids, pa.int64()), staged.num_rows)
+    return staged.append_column("file_id", file_ids)
 
-    When no stored reading can share a key with the file (a new time range), the rows are
-    COPYed straight into their day's or hour's table; a new day or hour gets a table without an
-    index, which the run indexes and attaches when it ends (finish_new_tables()). Otherwise
-    they are staged with COPY, the keys history already holds are taken out (same values:
+
+def _range_of(rows: pa.Table) -> tuple[datetime, datetime]:
+    extremes = pc.min_max(rows["ts"])
+    return extremes["min"].as_py(), extremes["max"].as_py()
+
+
+def _maybe_stored(cur: Any, stream: Stream, rows: pa.Table) -> pa.ChunkedArray:
+    """Per row, whether history may already hold its key: true when its device reported in the
+    same minute before (the minute bitmaps of sql/014, kept in the same transactions as
+    history, so a clear bit proves the key new). One small lookup per device and hour."""
+    device = stream.key[0]
+    keyed = (
+        pl.from_arrow(rows.select([device, "ts"]))
+        .lazy()
+        .with_columns(
+            (pl.col("ts").dt.epoch("us") // 3_600_000_000).alias("hour_no"),
+            (pl.col("ts").dt.epoch("us") // 60_000_000 % 60).alias("minute"),
+        )
+    )
+    hours = keyed.select(device, "hour_no").unique().collect()
+    cur.adbc_ingest(_HOUR_KEYS_TABLE, hours.to_arrow(), mode="replace", temporary=True)
+    table, dev = _ident(HOURLY_TOTALS_TABLES[stream.name]), _ident(device)
+    cur.execute(
+        f"SELECT k.{dev}, k.hour_no, t.minutes FROM pg_temp.{_HOUR_KEYS_TABLE} k"
+        f" JOIN {table} t ON t.{dev} = k.{dev}"
+        " AND t.hour = to_timestamp(k.hour_no * 3600)"
+    )
+    stored = pl.from_arrow(cur.fetch_arrow_table())
+    assert isinstance(stored, pl.DataFrame)
+    if stored.height == 0:
+        return pa.chunked_array([pa.array([False] * rows.num_rows)])
+    flags = (
+        keyed.join(stored.lazy().cast({"hour_no": pl.Int64}), on=[device, "hour_no"], how="left")
+        .select(
+            (
+                pl.col("minutes").fill_null(0).cast(pl.Int64)
+                & pl.lit(2, pl.Int64).pow(pl.col("minute"))
+            )
+            != 0
+        )
+        .collect()
+        .to_series()
+    )
+    return pa.chunked_array([flags.to_arrow()])
+
+
+def write_history(
+    cur: Any, stream: Stream, staged: pa.Table, ts_range: tuple[datetime, datetime] | None
+) -> HistoryWrite:
+    """Write unique rows (key order; the stream's columns, row_number, file_id) into history.
+
+    Rows no stored reading can share a key with are COPYed straight into their day's or hour's
+    table: all of them when the manifest proves the time range new, else those whose device
+    had not reported in their minute (_maybe_stored). A new day or hour gets a table without an
+    index, which the run indexes and attaches when it ends (finish_new_tables()). The other
+    rows are staged with COPY, the keys history already holds are taken out (same values:
     duplicate; other values: conflict, the stored reading stays) and the rest is inserted.
     """
-    if ts_range is not None and not may_overlap_history(cur, stream, ts_range):
-        rows = staged.drop_columns(["row_number"]).append_column(
-            "file_id", pa.repeat(pa.scalar(file_id, pa.int64()), staged.num_rows)
-        )
-        _copy_new_rows(cur, stream, rows, ts_range)
-        crash_point("after_staging_copy")
+    if ts_range is None:
+        return _write_through_staging(cur, stream, staged, None)
+    if not may_overlap_history(cur, stream, ts_range):
+        fresh, rest = staged, staged.slice(0, 0)
+    else:
+        maybe = _maybe_stored(cur, stream, staged)
+        fresh, rest = staged.filter(pc.invert(maybe)), staged.filter(maybe)
+    if fresh.num_rows:
+        _copy_new_rows(cur, stream, fresh.drop_columns(["row_number"]), _range_of(fresh))
+    crash_point("after_staging_copy")
+    if rest.num_rows == 0:
         return HistoryWrite(
-            loaded=staged.num_rows,
+            loaded=fresh.num_rows,
             duplicate=0,
             conflicts=_NO_CONFLICTS,
             existing_rows=pl.Series("row_number", [], pl.Int64),
             fast_path=True,
         )
+    written = _write_through_staging(cur, stream, rest, _range_of(rest))
+    return HistoryWrite(
+        loaded=fresh.num_rows + written.loaded,
+        duplicate=written.duplicate,
+        conflicts=written.conflicts,
+        existing_rows=written.existing_rows,
+        fast_path=False,
+    )
+
+
+def _write_through_staging(
+    cur: Any, stream: Stream, staged: pa.Table, ts_range: tuple[datetime, datetime] | None
+) -> HistoryWrite:
     if ts_range is not None:
         ensure_hour_partitions(cur, stream, _hours_in(staged, ts_range))
     copy_rows(cur, STAGING_TABLE, staged, mode="replace", temporary=True)
@@ -205,7 +273,7 @@ def write_history(
     params: tuple[Any, ...] = ()
     prune = ""
     if ts_range is not None:
-        # Lets PostgreSQL skip partitions outside the file's time range.
+        # Lets PostgreSQL skip partitions outside the rows' time range.
         prune = " AND h.ts >= $1 AND h.ts <= $2"
         params = ts_range
     cur.execute(
@@ -225,8 +293,7 @@ def write_history(
     columns = ", ".join(_ident(c) for c in stream.columns)
     cur.execute(
         f"INSERT INTO {table} ({columns}, file_id)"
-        f" SELECT {columns}, $1 FROM pg_temp.{STAGING_TABLE}",
-        (file_id,),
+        f" SELECT {columns}, file_id FROM pg_temp.{STAGING_TABLE}"
     )
     # Exact: the lock keeps other writers out, so every row left in staging was inserted
     # (ADBC reports no row count for INSERT ... SELECT).
