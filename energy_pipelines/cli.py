@@ -176,6 +176,10 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     from energy_pipelines.bench import BenchSize, run_bench
     from energy_pipelines.load.database import resolve_database_url
 
+    if args.reads:
+        from energy_pipelines.bench_reads import run_from_args
+
+        return run_from_args(resolve_database_url(settings), settings.state_dir / "bench", args)
     if args.quick:
         size = BenchSize(200, 200, 240, 4, args.format)
     else:
@@ -187,7 +191,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         settings.state_dir / "bench",
         size,
         baselines=not args.pipeline_only,
-        days=args.days,
+        days=args.days or 1,
     )
     line = json.dumps(report)
     if args.json:
@@ -350,8 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline-only", action="store_true", help="skip the COPY baselines (a) and (b)"
     )
     bench.add_argument(
-        "--days", type=int, default=1, help="load this many days, each on top of the ones before"
+        "--days", type=int, help="days to load, each on top of the ones before (1; --reads 30)"
     )
+    bench.add_argument("--reads", action="store_true", help="the 24-hour summary over HTTP instead")
+    bench.add_argument("--reuse-db", help="--reads: keep the history in this database, reuse it")
+    bench.add_argument("--read-seconds", type=float, default=10.0, help="--reads: per phase")
 
     demo = commands.add_parser("demo", help="simulate a small fleet, ingest it, show the result")
     add_simulation_options(demo, meters=20, minutes=240)

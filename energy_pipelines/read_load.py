@@ -1,0 +1,141 @@
+"""A lean closed-loop HTTP/1.1 load of GET requests, for the read benchmark and its test.
+
+Each connection is kept alive and sends its next request as soon as the answer is in (closed
+loop), so the offered load follows the server. All connections are coroutines of one event loop
+in one thread: the client must cost little, because on a small machine it shares the cores with
+the gateway and PostgreSQL. Answers are parsed only for the sample kept for checking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+# Per request, after the phase's end: an answer slower than this counts as an error.
+_LATE_SECONDS = 60.0
+
+
+@dataclass
+class PhaseResult:
+    connections: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # of 200 answers and errors alike
+    statuses: Counter[str] = field(default_factory=Counter)  # "200", "503", "connection", ...
+    # vehicle id -> every distinct 200 body it got, for up to `sample` vehicles
+    answers: dict[str, set[bytes]] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return {status: n for status, n in sorted(self.statuses.items()) if status != "200"}
+
+    def percentile_ms(self, share: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 2)
+
+    def report(self) -> dict[str, object]:
+        return {
+            "connections": self.connections,
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
+            "latency_ms_p50": self.percentile_ms(0.50),
+            "latency_ms_p95": self.percentile_ms(0.95),
+            "latency_ms_p99": self.percentile_ms(0.99),
+            "errors": self.errors,
+        }
+
+
+def summary_path(vehicle_id: str, as_of: str) -> bytes:
+    return f"/v1/analytics/performance/{quote(vehicle_id, safe='')}?asOf={quote(as_of)}".encode()
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _connection(
+    host: str,
+    port: int,
+    requests: list[tuple[str, bytes]],
+    deadline: float,
+    result: PhaseResult,
+    sample: int,
+) -> None:
+    rng = random.Random()
+    stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    try:
+        while time.perf_counter() < deadline:
+            vehicle, request = rng.choice(requests)
+            started = time.perf_counter()
+            try:
+                stream = stream or await asyncio.open_connection(host, port)
+                status, body = await _exchange(*stream, request)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                result.statuses["connection"] += 1
+                result.latencies.append(time.perf_counter() - started)
+                if stream is not None:
+                    stream[1].close()
+                stream = None
+                continue
+            result.latencies.append(time.perf_counter() - started)
+            result.statuses[str(status)] += 1
+            if status == 200 and (vehicle in result.answers or len(result.answers) < sample):
+                result.answers.setdefault(vehicle, set()).add(body)
+    finally:
+        if stream is not None:
+            stream[1].close()
+
+
+async def _phase(
+    base: tuple[str, int], paths: dict[str, bytes], connections: int, seconds: float, sample: int
+) -> PhaseResult:
+    host, port = base
+    header = f" HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+    requests = [(vehicle, b"GET " + path + header) for vehicle, path in paths.items()]
+    result = PhaseResult(connections)
+    started = time.perf_counter()
+    deadline = started + seconds
+    tasks = [
+        asyncio.create_task(_connection(host, port, requests, deadline, result, sample))
+        for _ in range(connections)
+    ]
+    _, late = await asyncio.wait(tasks, timeout=seconds + _LATE_SECONDS)
+    for task in late:
+        task.cancel()
+        result.statuses["late"] += 1
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def drive(
+    base: tuple[str, int],
+    vehicles: list[str],
+    as_of: str,
+    connections: int,
+    seconds: float,
+    sample: int = 0,
+) -> PhaseResult:
+    """`connections` keep-alive connections asking for random vehicles for `seconds`; keeps
+    every distinct 200 answer of the first `sample` vehicles answered."""
+    paths = {vehicle: summary_path(vehicle, as_of) for vehicle in vehicles}
+    return asyncio.run(_phase(base, paths, connections, seconds, sample))
