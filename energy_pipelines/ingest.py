@@ -478,9 +478,8 @@ def ingest_stream(
 ) -> StreamOutcomes:
     """Process the stream's waiting files (or only the listed landing-relative paths), then
     index and attach the new days and hours they were COPYed into."""
-    files = find_waiting_files(
-        settings.landing_dir, stream, settings.settle_seconds, limit=settings.max_files_per_run
-    )
+    # A run drains what it finds: batches bound each transaction, not the run.
+    files = find_waiting_files(settings.landing_dir, stream, settings.settle_seconds)
     if only_paths is not None:
         wanted = set(only_paths)
         files = [f for f in files if f.relative_path in wanted]
@@ -511,6 +510,59 @@ def _finish_new_tables(conn: Connection, stream: Stream) -> None:
 
 
 def _ingest_files(
+    conn: Connection,
+    files: list[LandingFile],
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    outcomes: list[FileOutcome],
+) -> None:
+    """Small files load in batches (ingest_batch.py), larger ones one at a time, in the
+    files' order."""
+    small: list[LandingFile] = []
+    for file in files:
+        if _is_small(file, settings):
+            small.append(file)
+            continue
+        _ingest_batches(conn, small, stream, settings, run_id, outcomes)
+        small = []
+        _ingest_one_by_one(conn, [file], stream, settings, run_id, outcomes)
+    _ingest_batches(conn, small, stream, settings, run_id, outcomes)
+
+
+def _is_small(file: LandingFile, settings: Settings) -> bool:
+    return file.size_bytes <= settings.batch_limits.small_file_bytes and not read_in_chunks(
+        file, settings.file_limits
+    )
+
+
+def _ingest_batches(
+    conn: Connection,
+    files: list[LandingFile],
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    outcomes: list[FileOutcome],
+) -> None:
+    from energy_pipelines.ingest_batch import batches_of, load_batch
+
+    for batch in batches_of(files, settings):
+        try:
+            outcomes.extend(load_batch(conn, batch, stream, settings, run_id))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # Polars panics derive from BaseException
+            if not _connection_alive(conn):
+                raise  # the database, not a file, failed: the run fails, files stay
+            # Something in the batch PostgreSQL refused: load its files one by one, so only
+            # the file to blame is quarantined.
+            log.exception(
+                "a batch of %d %s files failed; loading them one by one", len(batch), stream.name
+            )
+            _ingest_one_by_one(conn, batch, stream, settings, run_id, outcomes)
+
+
+def _ingest_one_by_one(
     conn: Connection,
     files: list[LandingFile],
     stream: Stream,

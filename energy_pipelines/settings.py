@@ -49,6 +49,17 @@ class FileLimits:
 
 
 @dataclass(frozen=True)
+class BatchLimits:
+    """How many small files one transaction loads together. Files above small_file_bytes load
+    on their own (a whole-fleet hourly export is a batch by itself)."""
+
+    max_files: int = 2000
+    max_bytes: int = 64 << 20
+    max_rows: int = 500_000
+    small_file_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
 class EvidenceRules:
     """What an efficiency status may conclude from: the fault threshold, the AC energy the paired
     intervals must carry before their ratio is trusted, and each stream's reading cadence.
@@ -79,17 +90,42 @@ class EvidenceRules:
 
 
 @dataclass(frozen=True)
+class QualityRules:
+    """What the data-quality flags count (README "Data quality"). They flag kept readings and
+    never reject one; estimates are reported beside the readings, never stored as readings."""
+
+    # A frozen run: the same non-zero value in at least this many consecutive intervals.
+    frozen_min_intervals: int = 10
+    # A spike: interval energy above this multiple of the device's typical daily maximum.
+    spike_factor: float = 5.0
+    # Gaps up to this many intervals get an estimate of the energy they probably held.
+    max_estimated_gap_intervals: int = 15
+
+    def __post_init__(self) -> None:
+        if self.frozen_min_intervals < 2:
+            raise ValueError(f"frozen_min_intervals={self.frozen_min_intervals}: at least 2")
+        if not self.spike_factor >= 1.0:
+            raise ValueError(f"spike_factor={self.spike_factor}: at least 1")
+        if self.max_estimated_gap_intervals < 0:
+            raise ValueError(
+                f"max_estimated_gap_intervals={self.max_estimated_gap_intervals}: at least 0"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     landing_dir: Path
     # None means: use the embedded PostgreSQL kept under state_dir.
     database_url: str | None
     state_dir: Path
     settle_seconds: float = 5.0
-    max_files_per_run: int = 1000
+    max_files_per_run: int = 5000
     limits: ValidationLimits = field(default_factory=ValidationLimits)
     file_limits: FileLimits = field(default_factory=FileLimits)
     # Efficiency below evidence.fault_threshold is flagged fault_suspected, on paired evidence.
     evidence: EvidenceRules = field(default_factory=EvidenceRules)
+    quality: QualityRules = field(default_factory=QualityRules)
+    batch_limits: BatchLimits = field(default_factory=BatchLimits)
     # The freshness check fails when the newest reading is older than this.
     freshness_minutes: float = 60.0
     # First UTC day of the daily partitions in Dagster.
@@ -103,7 +139,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or None,
             state_dir=state_dir,
             settle_seconds=float_env("ENERGY_SETTLE_SECONDS", 5.0),
-            max_files_per_run=int(float_env("ENERGY_MAX_FILES_PER_RUN", 1000)),
+            max_files_per_run=int(float_env("ENERGY_MAX_FILES_PER_RUN", 5000, minimum=1)),
             file_limits=FileLimits(
                 max_file_bytes=int(float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
                 max_decompressed_bytes=int(float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
@@ -112,11 +148,24 @@ class Settings:
                 stream_above_rows=int(float_env("ENERGY_STREAM_ABOVE_ROWS", 1_000_000, minimum=1)),
                 chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 100_000, minimum=1)),
             ),
+            batch_limits=BatchLimits(
+                max_files=int(float_env("ENERGY_BATCH_MAX_FILES", 2000, minimum=1)),
+                max_bytes=int(float_env("ENERGY_BATCH_MAX_MB", 64, minimum=0.001) * 2**20),
+                max_rows=int(float_env("ENERGY_BATCH_MAX_ROWS", 500_000, minimum=1)),
+                small_file_bytes=int(float_env("ENERGY_BATCH_FILE_MAX_MB", 1, minimum=0) * 2**20),
+            ),
             evidence=EvidenceRules(
                 fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
                 min_paired_kwh=float_env("ENERGY_MIN_PAIRED_KWH", 1.0, minimum=0.0),
                 meter_cadence_seconds=int(float_env("ENERGY_METER_CADENCE_SECONDS", 60)),
                 vehicle_cadence_seconds=int(float_env("ENERGY_VEHICLE_CADENCE_SECONDS", 60)),
+            ),
+            quality=QualityRules(
+                frozen_min_intervals=int(float_env("ENERGY_FROZEN_MIN_INTERVALS", 10)),
+                spike_factor=float_env("ENERGY_SPIKE_FACTOR", 5.0),
+                max_estimated_gap_intervals=int(
+                    float_env("ENERGY_MAX_ESTIMATED_GAP_INTERVALS", 15, minimum=0)
+                ),
             ),
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
             first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),

@@ -128,9 +128,11 @@ def _copy_new_rows(
     """COPY rows no stored reading can share a key with into their days' tables: the day's
     single table, or, for a day partitioned by hour, each hour's leaf or new table."""
     hours = _hours_in(rows, ts_range)
-    # Few readings per hour (a chunk of a day file, a small file): a new day stays one table.
-    whole_day = rows.num_rows < HOURLY_LEAF_MIN_ROWS * len(hours)
     for day, day_rows in _split_by_day(rows, hours):
+        day_hours = [hour for hour in hours if hour.date() == day]
+        # Few readings per hour (a chunk of a day file, a small file): a new day stays one
+        # table.
+        whole_day = day_rows.num_rows < HOURLY_LEAF_MIN_ROWS * len(day_hours)
         cur.execute(
             "SELECT day_table_for_new_rows_of($1::regclass, $2::date, $3)",
             (stream.table, day, whole_day),
@@ -139,7 +141,6 @@ def _copy_new_rows(
         if day_table is not None:
             copy_rows(cur, _ident(day_table), day_rows, mode="append")
             continue
-        day_hours = [hour for hour in hours if hour.date() == day]
         for hour, hour_rows in _split_by_hour(day_rows, day_hours):
             cur.execute("SELECT hour_table_for_new_rows($1::regclass, $2)", (stream.table, hour))
             copy_rows(cur, _ident(cur.fetchone()[0]), hour_rows, mode="append")

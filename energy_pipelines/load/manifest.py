@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -123,3 +124,89 @@ def manifest_rows_for_run(conn: Connection, run_id: str) -> list[dict[str, Any]]
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM ingested_files WHERE run_id = $1 ORDER BY file_id", (run_id,))
         return cur.fetch_arrow_table().to_pylist()
+
+
+def find_loaded_many(cur: Any, stream: str, sha256s: list[str]) -> dict[str, LoadedFile]:
+    """The loaded files of the stream with any of these contents, by sha256."""
+    cur.execute(
+        "SELECT sha256, file_id, path FROM ingested_files"
+        " WHERE stream = $1 AND status = 'loaded' AND sha256 = ANY($2::text[])",
+        (stream, sha256s),
+    )
+    return {sha: LoadedFile(file_id=int(i), path=p) for sha, i, p in cur.fetchall()}
+
+
+def _row_json(row: ManifestRow) -> dict[str, Any]:
+    return {
+        "stream": row.stream,
+        "path": row.path,
+        "sha256": row.sha256,
+        "size_bytes": row.size_bytes,
+        "status": row.status,
+        "rows_read": row.rows_read,
+        "rows_loaded": row.rows_loaded,
+        "rows_rejected": row.rows_rejected,
+        "rows_duplicate": row.rows_duplicate,
+        "rows_conflicting": row.rows_conflicting,
+        "min_ts": row.min_ts.isoformat() if row.min_ts else None,
+        "max_ts": row.max_ts.isoformat() if row.max_ts else None,
+        "days_touched": [d.isoformat() for d in row.days_touched],
+        "extra_columns": list(row.extra_columns),
+        "error": row.error,
+        "started_at": row.started_at.isoformat(),
+        "run_id": row.run_id,
+    }
+
+
+_RECORD_COLUMNS = """
+    stream text, path text, sha256 text, size_bytes bigint, status text, rows_read bigint,
+    rows_loaded bigint, rows_rejected bigint, rows_duplicate bigint, rows_conflicting bigint,
+    min_ts timestamptz, max_ts timestamptz, days_touched date[], extra_columns text[],
+    error text, started_at timestamptz, run_id text, ordinal bigint
+"""
+
+
+def insert_manifest_rows(cur: Any, rows: list[ManifestRow]) -> list[int]:
+    """Insert several manifest rows in one statement; their file_ids, in the rows' order."""
+    if not rows:
+        return []
+    records = [{**_row_json(row), "ordinal": n} for n, row in enumerate(rows)]
+    cur.execute(
+        f"""
+        WITH inserted AS (
+            INSERT INTO ingested_files (
+                stream, path, sha256, size_bytes, status, rows_read, rows_loaded, rows_rejected,
+                rows_duplicate, rows_conflicting, min_ts, max_ts, days_touched, extra_columns,
+                error, started_at, run_id
+            )
+            SELECT stream, path, sha256, size_bytes, status, rows_read, rows_loaded,
+                   rows_rejected, rows_duplicate, rows_conflicting, min_ts, max_ts,
+                   days_touched, extra_columns, error, started_at, run_id
+              FROM json_to_recordset($1::json) AS r({_RECORD_COLUMNS})
+             ORDER BY ordinal
+            RETURNING file_id
+        )
+        SELECT file_id FROM inserted ORDER BY file_id
+        """,
+        (json.dumps(records),),
+    )
+    # Identity values are drawn in insertion order, which follows `ordinal`.
+    return [int(row[0]) for row in cur.fetchall()]
+
+
+def update_counts_many(cur: Any, rows: dict[int, ManifestRow]) -> None:
+    """update_counts for several files in one statement (file_id -> its row)."""
+    records = [{**_row_json(row), "ordinal": file_id} for file_id, row in rows.items()]
+    cur.execute(
+        f"""
+        UPDATE ingested_files f
+           SET rows_read = r.rows_read, rows_loaded = r.rows_loaded,
+               rows_rejected = r.rows_rejected, rows_duplicate = r.rows_duplicate,
+               rows_conflicting = r.rows_conflicting, min_ts = r.min_ts, max_ts = r.max_ts,
+               days_touched = r.days_touched, extra_columns = r.extra_columns,
+               finished_at = clock_timestamp()
+          FROM json_to_recordset($1::json) AS r({_RECORD_COLUMNS})
+         WHERE f.file_id = r.ordinal
+        """,
+        (json.dumps(records),),
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from energy_pipelines.contract import ARROW_TYPES, Stream
 from energy_pipelines.landing.read import ROW_NUMBER
@@ -128,18 +129,21 @@ class EarlierRows:
 def to_staging_table(unique: pl.DataFrame, stream: Stream, in_key_order: bool = False) -> pa.Table:
     """Rows in key order (the primary key index is then filled sequentially), with row_number.
     `in_key_order`: the rows are sorted by key already (deduplication sorted them)."""
-    # -0.0 + 0.0 is 0.0: a "-0" reading is stored as 0, not as PostgreSQL's -0.
     floats = [f.column for f in stream.fields if ARROW_TYPES[f.kind] == pa.float64()]
-    ordered = (
-        (unique if in_key_order else unique.sort(list(stream.key)))
-        .select(*stream.columns, ROW_NUMBER)
-        .with_columns(pl.col(c) + 0.0 for c in floats)
+    ordered = (unique if in_key_order else unique.sort(list(stream.key))).select(
+        *stream.columns, ROW_NUMBER
     )
     schema = pa.schema(
         [pa.field(f.column, ARROW_TYPES[f.kind], nullable=False) for f in stream.fields]
         + [pa.field(ROW_NUMBER, pa.int64(), nullable=False)]
     )
-    return ordered.to_arrow().cast(schema)
+    table = ordered.to_arrow().cast(schema)
+    # -0.0 + 0.0 is 0.0: a "-0" reading is stored as 0, not as PostgreSQL's -0. (Arrow's add;
+    # Polars leaves -0.0 as it is when it adds a literal zero to a column of several rows.)
+    for name in floats:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pc.add(table[name], 0.0))
+    return table
 
 
 # Per stream: the hourly total columns and how each is computed from one file's inserted rows.

@@ -1,0 +1,242 @@
+"""Many small gateway files loaded as batches: per-file guarantees, bad files in a batch,
+refusals, crashes, and the same result whatever the gateway layout."""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from energy_pipelines.contract import CORRELATION, METER, VEHICLE
+from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.layouts import Layout, cut_into_gateways
+from energy_pipelines.settings import BatchLimits, Settings
+from energy_pipelines.simulate import simulate
+from tests.conftest import query
+from tests.helpers import METER_HEADER, cli, meter_table, write_csv
+
+TS = "2026-02-11T10:{:02d}:00Z"
+
+
+def _counts(db, path: str) -> tuple:  # type: ignore[no-untyped-def]
+    [row] = query(
+        db,
+        "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate, rows_conflicting"
+        " FROM ingested_files WHERE path = $1",
+        (path,),
+    )
+    return row
+
+
+def test_a_key_repeated_across_files_of_a_batch_belongs_to_the_first_file(
+    db, settings: Settings, landing: Path
+) -> None:
+    write_csv(landing, "meter", "gw-a/1.csv", METER_HEADER, [f"m-1,0.5,230,{TS.format(0)}"])
+    write_csv(
+        landing,
+        "meter",
+        "gw-b/1.csv",
+        METER_HEADER,
+        [
+            f"m-1,0.5,230,{TS.format(0)}",  # the same reading: a duplicate of gw-a's
+            f"m-2,0.7,230,{TS.format(0)}",
+            f"m-2,0.8,230,{TS.format(0)}",  # repeats row 2 of this file with other values
+        ],
+    )
+    write_csv(landing, "meter", "gw-c/1.csv", METER_HEADER, [f"m-1,0.9,230,{TS.format(0)}"])
+    outcomes = ingest_stream(db, METER, settings, run_id="r")
+    assert len(outcomes) == 3
+    assert _counts(db, "meter/gw-a/1.csv") == ("loaded", 1, 1, 0, 0, 0)
+    assert _counts(db, "meter/gw-b/1.csv") == ("loaded", 3, 1, 0, 1, 1)
+    assert _counts(db, "meter/gw-c/1.csv") == ("loaded", 1, 0, 0, 0, 1)
+    rules = query(
+        db,
+        "SELECT source_path, row_number, rule FROM rejected_rows ORDER BY source_path, row_number",
+    )
+    assert rules == [
+        (
+            "meter/gw-b/1.csv",
+            3,
+            "same key as row 2 of this file with different values; the first row is kept",
+        ),
+        (
+            "meter/gw-c/1.csv",
+            1,
+            "same key as row 1 of meter/gw-a/1.csv (an earlier file of the same run) with "
+            "different values; that row is kept",
+        ),
+    ]
+    assert query(db, "SELECT meter_id, kwh_consumed_ac FROM meter_readings_history ORDER BY 1") == [
+        ("m-1", 0.5),
+        ("m-2", 0.7),
+    ]
+    # Each file's readings carry its own manifest row.
+    assert query(
+        db,
+        "SELECT f.path, count(*) FROM meter_readings_history h JOIN ingested_files f"
+        " USING (file_id) GROUP BY 1 ORDER BY 1",
+    ) == [("meter/gw-a/1.csv", 1), ("meter/gw-b/1.csv", 1)]
+
+
+def test_bad_files_in_a_batch_are_handled_alone_and_the_rest_loads(
+    db, settings: Settings, landing: Path, monkeypatch
+) -> None:
+    for gateway in range(3):
+        write_csv(
+            landing,
+            "meter",
+            f"gw-{gateway}/ok.csv",
+            METER_HEADER,
+            [f"m-{gateway},0.5,230,{TS.format(m)}" for m in range(5)],
+        )
+    table = meter_table()
+    pq.write_table(table, landing / "meter" / "gw-3-truncated.parquet")
+    whole = (landing / "meter" / "gw-3-truncated.parquet").read_bytes()
+    (landing / "meter" / "gw-3-truncated.parquet").write_bytes(whole[: len(whole) // 2])
+    write_csv(landing, "meter", "gw-4/foreign.csv", "id,value,when", ["m-4,1,2026-02-11"])
+    ahead = datetime.now(UTC) + timedelta(hours=2)
+    write_csv(
+        landing,
+        "meter",
+        "gw-5/ahead.csv",
+        METER_HEADER,
+        [f"m-5,0.5,230,{ahead:%Y-%m-%dT%H:%M:%SZ}", f"m-5,0.5,230,{TS.format(0)}"],
+    )
+    renamed = write_csv(
+        landing, "meter", "gw-6/moving.csv", METER_HEADER, ["m-6,0.5,230," + TS.format(0)]
+    )
+
+    # The gateway renames its file while the batch is being read: the batch goes on without it.
+    import energy_pipelines.ingest_batch as ingest_batch
+
+    real_read = ingest_batch.read_landing_file
+
+    def read_then_rename(file, stream, limits):  # type: ignore[no-untyped-def]
+        raw = real_read(file, stream, limits)
+        if file.path == renamed:
+            renamed.rename(renamed.with_name("moved.csv.part"))
+        return raw
+
+    monkeypatch.setattr(ingest_batch, "read_landing_file", read_then_rename)
+    outcomes = ingest_stream(db, METER, settings, run_id="r")
+    statuses = sorted((o.manifest.path, o.manifest.status) for o in outcomes)
+    assert statuses == [
+        ("meter/gw-0/ok.csv", "loaded"),
+        ("meter/gw-1/ok.csv", "loaded"),
+        ("meter/gw-2/ok.csv", "loaded"),
+        ("meter/gw-3-truncated.parquet", "quarantined"),
+        ("meter/gw-4/foreign.csv", "quarantined"),
+        ("meter/gw-5/ahead.csv", "loaded"),
+    ]
+    assert _counts(db, "meter/gw-5/ahead.csv") == ("loaded", 2, 1, 1, 0, 0)
+    [(rule,)] = query(
+        db, "SELECT rule FROM rejected_rows WHERE source_path = 'meter/gw-5/ahead.csv'"
+    )
+    assert "after the ingestion time" in rule
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(16,)]
+    assert (landing / "meter" / "gw-6" / "moved.csv.part").exists()
+    assert not query(db, "SELECT 1 FROM ingested_files WHERE path LIKE 'meter/gw-6/%'")
+    errors = dict(query(db, "SELECT path, error FROM ingested_files WHERE status = 'quarantined'"))
+    assert "meterId" in errors["meter/gw-4/foreign.csv"]
+    assert errors["meter/gw-3-truncated.parquet"]
+
+
+def test_a_file_postgresql_refuses_is_quarantined_alone(
+    db, settings: Settings, landing: Path
+) -> None:
+    # The day's table exists; then a rule PostgreSQL enforces and our validation does not know.
+    write_csv(landing, "meter", "first.csv", METER_HEADER, [f"m-0,0.5,230,{TS.format(9)}"])
+    ingest_stream(db, METER, settings, run_id="first")
+    with db.cursor() as cur:
+        cur.execute(
+            "ALTER TABLE meter_readings_history ADD CONSTRAINT no_refused"
+            " CHECK (meter_id <> 'm-refused')"
+        )
+    db.commit()
+    write_csv(landing, "meter", "a.csv", METER_HEADER, [f"m-1,0.5,230,{TS.format(0)}"])
+    write_csv(landing, "meter", "b.csv", METER_HEADER, [f"m-refused,0.5,230,{TS.format(0)}"])
+    write_csv(landing, "meter", "c.csv", METER_HEADER, [f"m-3,0.5,230,{TS.format(0)}"])
+    outcomes = ingest_stream(db, METER, settings, run_id="r")
+    assert sorted((o.manifest.path, o.manifest.status) for o in outcomes) == [
+        ("meter/a.csv", "loaded"),
+        ("meter/b.csv", "quarantined"),
+        ("meter/c.csv", "loaded"),
+    ]
+    [(error,)] = query(db, "SELECT error FROM ingested_files WHERE path = 'meter/b.csv'")
+    assert "no_refused" in error
+    assert query(db, "SELECT meter_id FROM meter_readings_history ORDER BY 1") == [
+        ("m-0",),
+        ("m-1",),
+        ("m-3",),
+    ]
+
+
+def test_batch_limits_split_a_run_into_several_transactions(
+    db, settings: Settings, landing: Path
+) -> None:
+    for n in range(7):
+        write_csv(
+            landing, "meter", f"gw-{n}/f.csv", METER_HEADER, [f"m-{n},0.5,230,{TS.format(n)}"]
+        )
+    small = Settings(**{**settings.__dict__, "batch_limits": BatchLimits(max_files=3)})
+    outcomes = ingest_stream(db, METER, small, run_id="r")
+    assert [o.manifest.status for o in outcomes] == ["loaded"] * 7
+    # Three transactions: the manifest rows of each were written by one statement.
+    assert query(
+        db,
+        "SELECT count(DISTINCT xmin::text) FROM ingested_files",
+    ) == [(3,)]
+
+
+def test_a_kill_9_inside_a_batch_leaves_nothing_then_the_rerun_loads_all(
+    db, env: dict, landing: Path
+) -> None:
+    for gateway in range(20):
+        write_csv(
+            landing,
+            "meter",
+            f"gw-{gateway:02d}/f.csv",
+            METER_HEADER,
+            [f"m-{gateway},0.5,230,{TS.format(m)}" for m in range(3)],
+        )
+    crashed = cli("ingest", env={**env, "ENERGY_CRASH_AT": "after_history_insert"})
+    assert crashed.returncode == -signal.SIGKILL
+    assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(0,)]
+    assert query(db, "SELECT count(*) FROM meter_hourly_totals") == [(0,)]
+    rerun = cli("ingest", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert query(
+        db, "SELECT count(*), sum(rows_loaded)::bigint FROM ingested_files WHERE stream = 'meter'"
+    ) == [(20, 60)]
+
+
+def test_gateway_layouts_load_the_same_readings_as_whole_fleet_files(
+    db, settings: Settings, landing: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    simulate(source, 40, 40, datetime(2026, 2, 11, 10, tzinfo=UTC), 30)
+    cut_into_gateways(source, landing, Layout("g7x1", gateways=7, file_minutes=1), "parquet")
+    assert len(list((landing / "meter").rglob("*.parquet"))) == 7 * 30
+    for stream in (CORRELATION, METER, VEHICLE):
+        ingest_stream(db, stream, settings, run_id="gateways")
+    assert query(db, "SELECT count(*) FROM ingested_files WHERE stream = 'meter'") == [(7 * 30,)]
+    # The oracle: the simulator's whole-fleet files, read here with Polars.
+    expected = (
+        pl.read_parquet(source / "meter" / "*.parquet")
+        .select("meterId", pl.col("timestamp").dt.replace_time_zone("UTC"), "kwhConsumedAc")
+        .sort("meterId", "timestamp")
+        .rows()
+    )
+    stored = query(
+        db,
+        "SELECT meter_id, ts, kwh_consumed_ac FROM meter_readings_history ORDER BY 1, 2",
+    )
+    assert len(stored) == 40 * 30
+    assert [(m, t.astimezone(UTC), k) for m, t, k in stored] == [
+        (m, t.astimezone(UTC), k) for m, t, k in expected
+    ]
+    assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(40 * 30,)]
