@@ -46,6 +46,14 @@ def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     }
 
 
+def _files_left(settings: Settings) -> int:
+    """Data files in landing that the run did not take."""
+    from energy_pipelines.contract import STREAM_ORDER
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    return sum(len(find_waiting_files(settings.landing_dir, s, 0.0)) for s in STREAM_ORDER)
+
+
 def run_ingest(
     settings: Settings, settle_seconds: float | None = None, stats_json: str | None = None
 ) -> int:
@@ -87,6 +95,9 @@ def run_ingest(
     if rows:
         totals = {c: sum(r[c] for r in rows) for c in COUNT_COLUMNS}
         print("total: " + ", ".join(f"{c.removeprefix('rows_')} {v}" for c, v in totals.items()))
+    left = _files_left(settings)
+    if left:
+        print(f"{left} files still wait in landing (not settled yet, or arrived during the run)")
     if result.success:
         daily_started = time.perf_counter()
         refreshed = refresh_daily(settings, instance)
@@ -186,6 +197,15 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         size = BenchSize(
             args.meters, _vehicles(args), args.minutes, args.files_per_stream, args.format
         )
+    if args.layouts:
+        from energy_pipelines.bench_layouts import DEFAULT_LAYOUTS, run_layouts
+
+        cache = settings.state_dir / "bench"
+        report = run_layouts(
+            resolve_database_url(settings), cache, cache / "work", size, DEFAULT_LAYOUTS
+        )
+        print(json.dumps(report))
+        return 0
     report = run_bench(
         resolve_database_url(settings),
         settings.state_dir / "bench",
@@ -355,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--days", type=int, help="days to load, each on top of the ones before (1; --reads 30)"
+    )
+    bench.add_argument(
+        "--layouts",
+        action="store_true",
+        help="the same readings as hourly, gateway (1x5, 50x5, 100x1 minutes) and one-file layouts",
     )
     bench.add_argument("--reads", action="store_true", help="the 24-hour summary over HTTP instead")
     bench.add_argument("--reuse-db", help="--reads: keep the history in this database, reuse it")
