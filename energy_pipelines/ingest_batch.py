@@ -385,7 +385,9 @@ def _commit_batch(
     files = {e.file.relative_path: e for e in entries}
     for file_id, manifest in manifests.items():
         moved = _move(files[manifest.path], settings, archive=True)
-        outcomes.append(FileOutcome(manifest, file_id, moved, stage_seconds=dict(timings)))
+        # The batch's stage seconds go to its first file, so sums over files stay true.
+        stages = dict(timings) if not outcomes else {}
+        outcomes.append(FileOutcome(manifest, file_id, moved, stage_seconds=stages))
     for entry in healed:
         manifest = _file_manifest(entry, stream, run_id, at)
         moved = _move(entry, settings, archive=True)
