@@ -171,10 +171,14 @@ def run_performance(settings: Settings, vehicle_id: str, as_of: str | None) -> i
     return 0
 
 
-def run_retention(settings: Settings, keep_days: int) -> int:
+def run_retention(settings: Settings, keep_days: int | None) -> int:
     from energy_pipelines.load.database import connect, resolve_database_url
     from energy_pipelines.load.retention import drop_old_partitions, retention_cutoff
 
+    keep_days = settings.retention_days if keep_days is None else keep_days
+    if keep_days == 0:
+        print("retention is off (ENERGY_RETENTION_DAYS=0): every day is kept")
+        return 0
     with connect(resolve_database_url(settings)) as conn:
         dropped = drop_old_partitions(conn, keep_days)
     print(f"kept days from {retention_cutoff(keep_days)}; dropped {len(dropped)} partition(s)")
@@ -358,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     retention = commands.add_parser(
         "retention", help="drop whole history day partitions older than N days"
     )
-    retention.add_argument("--keep-days", type=int, required=True)
+    retention.add_argument(
+        "--keep-days", type=int, help="days kept (default: $ENERGY_RETENTION_DAYS or 90)"
+    )
 
     bench = commands.add_parser(
         "bench", help="the pipeline beside PostgreSQL's own COPY, on generated files"

@@ -128,6 +128,8 @@ class Settings:
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     # The freshness check fails when the newest reading is older than this.
     freshness_minutes: float = 60.0
+    # Days of raw history (and hourly totals) kept; 0 keeps everything.
+    retention_days: int = 90
     # First UTC day of the daily partitions in Dagster.
     first_day: str = "2020-01-01"
 
@@ -169,6 +171,7 @@ class Settings:
             ),
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
             first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),
+            retention_days=int(float_env("ENERGY_RETENTION_DAYS", 90, minimum=0)),
             limits=ValidationLimits(
                 max_kwh_per_reading=float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
                 max_future_minutes=float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),

@@ -63,25 +63,38 @@ def test_retention_drops_only_whole_partitions_older_than_n_days(
         ("2026-02-10 23:59:00+00",),
     ]
     assert query(db, "SELECT count(*) FROM ingested_files WHERE status = 'loaded'") == [(2,)]
+    # The hourly totals of dropped days go with them; the summary then says nothing is kept.
+    assert query(
+        db,
+        "SELECT DISTINCT (hour AT TIME ZONE 'UTC')::date::text FROM meter_hourly_totals ORDER BY 1",
+    ) == [("2026-02-06",), ("2026-02-10",)]
+    assert query(db, "SELECT min(hour)::date::text FROM vehicle_hourly_totals") == [("2026-02-06",)]
     assert drop_old_partitions(db, keep_days=4, today=today) == []
     with pytest.raises(ValueError):
         retention_cutoff(-1)
 
 
-def test_retention_job_and_schedule_are_wired_and_the_schedule_is_off(
+def test_retention_job_and_schedule_are_wired_and_on_by_default(
     db, database_url: str, settings: Settings, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_csv(landing, "meter", "m.csv", METER_HEADER, ["m-1,1,230,2020-01-01T00:00:00Z"])
     ingest_stream(db, METER, settings, run_id="r")
     monkeypatch.setenv("DATABASE_URL", database_url)
+    # ENERGY_RETENTION_DAYS=0 keeps everything.
+    monkeypatch.setenv("ENERGY_RETENTION_DAYS", "0")
+    kept = defs.resolve_job_def("retention_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    assert kept.success and len(_partitions(db, "meter_readings_history")) == 1
+    # Without configuration the installation's setting (default 90 days) applies.
+    monkeypatch.delenv("ENERGY_RETENTION_DAYS")
     result = defs.resolve_job_def("retention_job").execute_in_process(
-        run_config={"ops": {"drop_old_history_partitions": {"config": {"keep_days": 30}}}},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
     assert _partitions(db, "meter_readings_history") == []
     schedule = defs.resolve_schedule_def("nightly_retention")
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 def test_fleet_chart_renders_a_png_of_the_last_days(
