@@ -525,10 +525,11 @@ def follow(
     clock: Callable[[], float] = wall_clock.time,
     sleep: Callable[[float], None] = wall_clock.sleep,
 ) -> Iterator[list[Path]]:
-    """Keep dropping files like live gateways: every tick, the readings of the minutes since the
-    last tick, one file per stream (write, then rename) under `<stream>/gw-live/`. Now and then a
-    vehicle file is held back and lands two ticks late, and a meter file is sent a second time
-    under another name. Yields the paths landed at each tick."""
+    """Keep dropping files like live gateways: every tick, the readings of the whole minutes
+    that passed since the last tick (none when no minute passed), one file per stream (write,
+    then rename) under `<stream>/gw-live/`. Now and then a vehicle file is held back and lands
+    two ticks late, and a meter file is sent a second time under another name. Yields the paths
+    landed at each tick."""
     out_dir = Path(out_dir)
     staging = out_dir / ".simulate-follow"  # a hidden folder: the pipeline never reads it
     held_back: list[tuple[int, Path]] = []
@@ -536,7 +537,14 @@ def follow(
     previous_end = (int(clock()) // 60 - 1) * 60
     tick = 0
     while ticks is None or tick < ticks:
-        end = max((int(clock()) // 60) * 60, previous_end + 60)
+        # Only whole minutes that have passed: no reading is ever stamped after the wall clock.
+        end = (int(clock()) // 60) * 60
+        if end <= previous_end:
+            yield []
+            tick += 1
+            if ticks is None or tick < ticks:
+                sleep(interval_seconds)
+            continue
         start = datetime.fromtimestamp(previous_end, UTC)
         shutil.rmtree(staging, ignore_errors=True)
         summary = simulate(

@@ -431,3 +431,42 @@ def test_follow_lands_whole_files_with_late_and_resent_ones(tmp_path: Path) -> N
     meter = pl.concat(pl.read_parquet(p) for p in (tmp_path / "meter").rglob("live-*of001.parquet"))
     assert meter.height == 3 * meter["timestamp"].n_unique()
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("interval", [2.0, 30.0, 90.0])
+def test_follow_never_writes_a_reading_after_the_wall_clock(
+    tmp_path: Path, interval: float
+) -> None:
+    from energy_pipelines.simulate import follow
+
+    now = [datetime(2026, 2, 11, 10, 0, 30, tzinfo=UTC).timestamp()]
+    latest_written: list[tuple[float, float]] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    ticks = int(20 * 60 / interval)  # twenty minutes of live operation
+    for landed in follow(
+        tmp_path,
+        2,
+        2,
+        interval,
+        ticks=ticks,
+        late_every=0,
+        duplicate_every=0,
+        clock=lambda: now[0],
+        sleep=sleep,
+    ):
+        for path in landed:
+            if path.parent.parent.name in ("meter", "vehicle"):
+                newest = pl.read_parquet(path)["timestamp"].max()
+                latest_written.append((newest.timestamp(), now[0]))
+    assert latest_written
+    assert all(stamp <= clock for stamp, clock in latest_written)
+    meter = pl.concat(pl.read_parquet(p) for p in (tmp_path / "meter").rglob("*.parquet"))
+    minutes = meter["timestamp"].unique().sort()
+    # Every minute once per meter, no gap, and the newest at most two minutes behind the clock
+    # (the last whole minute that passed, written at the next tick).
+    assert meter.height == 2 * minutes.len()
+    assert (minutes.diff().drop_nulls() == timedelta(minutes=1)).all()
+    assert now[0] - minutes.max().timestamp() <= 120 + interval
