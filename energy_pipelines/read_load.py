@@ -1,4 +1,5 @@
-"""A lean closed-loop HTTP/1.1 load of GET requests, for the read benchmark and its test.
+"""A lean closed-loop HTTP/1.1 load of GET requests, and the gateway process it drives (for the
+read benchmark and its test).
 
 Each connection is kept alive and sends its next request as soon as the answer is in (closed
 loop), so the offered load follows the server. All connections are coroutines of one event loop
@@ -9,11 +10,22 @@ the gateway and PostgreSQL. Answers are parsed only for the sample kept for chec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
+import os
 import random
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
+
+HOST = "127.0.0.1"
 
 # Per request, after the phase's end: an answer slower than this counts as an error.
 _LATE_SECONDS = 60.0
@@ -139,3 +151,48 @@ def drive(
     every distinct 200 answer of the first `sample` vehicles answered."""
     paths = {vehicle: summary_path(vehicle, as_of) for vehicle in vehicles}
     return asyncio.run(_phase(base, paths, connections, seconds, sample))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_gateway(
+    database_url: str, work: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], tuple[str, int]]]:
+    """`energy-pipelines gateway` on a free loopback port, up once /health answers; SIGTERM
+    (its clean stop) when the block ends."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, **(extra_env or {})}
+    command = [sys.executable, "-m", "energy_pipelines.cli", "gateway", "--host", HOST]
+    command += ["--port", str(port), "--landing", str(work / "gateway-landing")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        _wait_for_health(process, port)
+        yield process, (HOST, port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_health(process: subprocess.Popen[bytes], port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {process.returncode}")
+        try:
+            client = http.client.HTTPConnection(HOST, port, timeout=2)
+            client.request("GET", "/health")
+            if client.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the gateway did not answer /health")

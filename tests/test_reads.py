@@ -1,9 +1,9 @@
 """The 24-hour summary over HTTP on a month of hourly history (1,440 leaf tables), loaded by the
 product's own loader and served by the real gateway process: 32 concurrent clients get no error
-and every answer equals an independent SQL sum; the gateway never holds more connections than
-its pool; a statement cancelled or cut off mid-way is tried again instead of answering 503; a
-database that is really unavailable gets a 503 that says why; ids no file can hold get a quick
-404."""
+and every answer is an independent exact SQL sum rounded as the summary rounds (4 decimals);
+the gateway never holds more connections than its pool; a statement cancelled or cut off
+mid-way is tried again instead of answering 503; a database that is really unavailable gets a
+503 that says why; ids no file can hold get a quick 404."""
 
 from __future__ import annotations
 
@@ -24,14 +24,12 @@ from energy_pipelines.bench_reads import (
     HistoryShape,
     build_history,
     check_answers,
-    free_port,
     leaf_tables,
     read_targets,
-    running_gateway,
 )
 from energy_pipelines.gateway.reads import APPLICATION_NAME
 from energy_pipelines.load.database import connect, execute_admin, with_database
-from energy_pipelines.read_load import drive, summary_path
+from energy_pipelines.read_load import drive, free_port, running_gateway, summary_path
 from tests.conftest import query
 
 # 30 days x 24 hours x 2 streams = 1,440 leaves; a couple of devices suffice for the old days.
