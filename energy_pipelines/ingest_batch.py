@@ -27,7 +27,12 @@ from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_c
 from energy_pipelines.landing.archive import archive_file, quarantine_file
 from energy_pipelines.landing.discover import LandingFile, sha256_of
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
-from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
+from energy_pipelines.landing.read import (
+    ROW_NUMBER,
+    RawFile,
+    read_landing_file,
+    read_parquet_files_at_once,
+)
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
     add_hourly_totals,
@@ -92,27 +97,43 @@ def batches_of(files: list[LandingFile], settings: Settings) -> Iterator[list[La
 
 
 def read_batch(files: list[LandingFile], stream: Stream, settings: Settings) -> list[BatchFile]:
-    """Hash and read every file; a file that vanished is skipped (another run took it)."""
+    """Hash and read every file; a file that vanished is skipped (another run took it). The
+    Parquet files of one folder (one gateway, one layout) are read by one call when they can be;
+    any other file, or a folder whose files cannot be read together, one by one."""
     entries: list[BatchFile] = []
     for file in files:
         try:
-            sha256 = sha256_of(file.path)
+            entries.append(BatchFile(file, sha256_of(file.path)))
         except FileNotFoundError:
             continue
         except PermissionError:
             entries.append(BatchFile(file, "", error=_PERMISSION_DENIED))
+    folders: dict[Any, list[BatchFile]] = {}
+    for entry in entries:
+        if entry.error is None:
+            folders.setdefault(entry.file.path.parent, []).append(entry)
+    for members in folders.values():
+        together = read_parquet_files_at_once(
+            [m.file for m in members], stream, settings.file_limits
+        )
+        if together is not None:
+            for member, raw in zip(members, together, strict=True):
+                member.raw = raw
             continue
-        entry = BatchFile(file, sha256)
-        try:
-            entry.raw = read_landing_file(file, stream, settings.file_limits)
-        except FileRejected as rejected:
-            entry.error = rejected.reason
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as failure:  # Polars panics derive from BaseException
-            entry.error = printable(f"the file could not be parsed: {first_line(failure)[:500]}")
-        entries.append(entry)
+        for member in members:
+            _read_one(member, stream, settings)
     return entries
+
+
+def _read_one(entry: BatchFile, stream: Stream, settings: Settings) -> None:
+    try:
+        entry.raw = read_landing_file(entry.file, stream, settings.file_limits)
+    except FileRejected as rejected:
+        entry.error = rejected.reason
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as failure:  # Polars panics derive from BaseException
+        entry.error = printable(f"the file could not be parsed: {first_line(failure)[:500]}")
 
 
 _PERMISSION_DENIED = "the file cannot be read (permission denied): let the pipeline's user read it"

@@ -240,3 +240,32 @@ def test_gateway_layouts_load_the_same_readings_as_whole_fleet_files(
         (m, t.astimezone(UTC), k) for m, t, k in expected
     ]
     assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(40 * 30,)]
+
+
+def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) -> None:
+    from energy_pipelines.landing.discover import find_waiting_files
+    from energy_pipelines.landing.read import read_landing_file, read_parquet_files_at_once
+
+    folder = tmp_path / "meter" / "gw-1"
+    folder.mkdir(parents=True)
+    for n in range(3):
+        table = meter_table()
+        if n == 1:
+            table = table.slice(0, 0)  # a file without rows
+        pq.write_table(table, folder / f"f{n}.parquet")
+    files = find_waiting_files(tmp_path, METER, 0)
+    together = read_parquet_files_at_once(files, METER)
+    assert together is not None
+    for raw, file in zip(together, files, strict=True):
+        alone = read_landing_file(file, METER)
+        assert raw.frame.equals(alone.frame)
+        assert raw.frame.schema == alone.frame.schema
+        assert (raw.source_names, raw.extra_columns) == (alone.source_names, alone.extra_columns)
+
+    # One file of another layout (snake_case headers): each is read on its own instead.
+    table = meter_table().rename_columns(["meter_id", "kwh_consumed_ac", "voltage", "timestamp"])
+    pq.write_table(table, folder / "f9.parquet")
+    assert read_parquet_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    # And a truncated one.
+    (folder / "f9.parquet").write_bytes((folder / "f0.parquet").read_bytes()[:40])
+    assert read_parquet_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None

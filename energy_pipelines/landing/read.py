@@ -476,3 +476,56 @@ def _parquet_chunks(
             offset += frame.height
 
     return mapping, extra, empty, frames()
+
+
+_FAST_DTYPES = (pl.String, pl.Float64, pl.Float32, pl.Int64, pl.Int32)
+
+
+def read_parquet_files_at_once(
+    files: list[LandingFile], stream: Stream, limits: FileLimits | None = None
+) -> list[RawFile] | None:
+    """Many small Parquet files of one layout, read by one call (Polars reads them in parallel,
+    without a Python step per file); the same RawFiles read_landing_file gives each. None when
+    the files differ in layout or anything is unusual about one of them: each file is then read
+    on its own, with the checks and the reason that come with it."""
+    limits = limits or FileLimits()
+    if len(files) < 2 or any(f.format != "parquet" for f in files):
+        return None
+    if sum(f.size_bytes for f in files) * PARQUET_MEMORY_FACTOR > limits.memory_budget_bytes:
+        return None
+    try:
+        for file in files:
+            _check_size(file, limits)
+        frame = pl.read_parquet([str(f.path) for f in files], include_file_paths=_SOURCE)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # a corrupt file, differing layouts, a Polars panic: one by one
+        return None
+    headers = [c for c in frame.columns if c != _SOURCE]
+    try:
+        mapping, extra = _map_columns(headers, stream)
+        _check_parquet_types(frame, mapping, stream)
+    except FileRejected:
+        return None
+    for field in stream.fields:
+        dtype = frame.schema[mapping[field.column]]
+        plain = dtype in _FAST_DTYPES
+        utc = isinstance(dtype, pl.Datetime) and dtype.time_zone in (None, "UTC")
+        if not (plain or (field.kind == "timestamp" and utc)):
+            return None
+    named = frame.select(
+        pl.col(_SOURCE),
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(_SOURCE).alias(ROW_NUMBER),
+        *[pl.col(header).alias(column) for column, header in mapping.items()],
+    )
+    parts = named.partition_by(_SOURCE, as_dict=True, include_key=False)
+    raws = []
+    for file in files:
+        part = parts.get((str(file.path),))
+        if part is None:  # a file without rows
+            part = named.clear().drop(_SOURCE)
+        raws.append(RawFile(frame=part, source_names=dict(mapping), extra_columns=list(extra)))
+    return raws
+
+
+_SOURCE = "__source_file"
