@@ -46,6 +46,15 @@ def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     }
 
 
+def _files_waiting(settings: Settings, settle_seconds: float) -> bool:
+    from energy_pipelines.contract import STREAM_ORDER
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    return any(
+        find_waiting_files(settings.landing_dir, s, settle_seconds, limit=1) for s in STREAM_ORDER
+    )
+
+
 def _files_left(settings: Settings) -> int:
     """Data files in landing that the run did not take."""
     from energy_pipelines.contract import STREAM_ORDER
@@ -60,6 +69,16 @@ def run_ingest(
     """Execute the same Dagster job the UI runs, in process; print one line per file."""
     import resource
     import time
+
+    settle = settings.settle_seconds if settle_seconds is None else settle_seconds
+    if not _files_waiting(settings, settle):
+        # Nothing to load: no run to start (importing and running Dagster costs seconds); days a
+        # stopped run left stale are still refreshed.
+        print("no settled files were waiting in", settings.landing_dir)
+        refreshed = refresh_daily(settings, None)
+        if refreshed:
+            print("daily tables refreshed for " + ", ".join(d.isoformat() for d in refreshed))
+        return 0 if refreshed is not None else 1
 
     from energy_pipelines.defs import defs
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
@@ -133,11 +152,16 @@ def refresh_daily(settings: Settings, instance: object | None) -> list | None:
     """Materialize, in process, every day made stale since the daily watermark (the same
     partitioned assets the UI and the sensor run). None when a day failed."""
     from energy_pipelines.analytics.daily import advance_daily_watermark, pending_days
-    from energy_pipelines.defs import defs
     from energy_pipelines.load.database import connect, resolve_database_url
 
     with connect(resolve_database_url(settings)) as conn:
         pending = pending_days(conn)
+        if not pending.days:
+            if pending.new_files:
+                advance_daily_watermark(conn, pending)
+            return []
+        from energy_pipelines.defs import defs
+
         job = defs.resolve_job_def("daily_analytics_job")
         kwargs = {"instance": instance} if instance is not None else {}
         for day in pending.days:
