@@ -25,8 +25,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from energy_pipelines.bench import (
+    loaded_readings,
+    machine_counters,
+    machine_during,
+    server_settings,
+    settle_server,
+)
+from energy_pipelines.gateway.config import GatewayConfig
 from energy_pipelines.load.database import connect, execute_admin, redact_url, with_database
 from energy_pipelines.read_load import drive, running_gateway
+from energy_pipelines.simulate import simulate
 
 READ_END = datetime(2026, 3, 1, tzinfo=UTC)  # the end of the last simulated day: the asOf
 CONCURRENCY = (1, 8, 32)
@@ -50,8 +59,6 @@ class HistoryShape:
 def _write_batch(landing: Path, shape: HistoryShape, day_range: range) -> int:
     """Simulated files for the days of one loader run (one file per old day, one per hour of
     the last day); returns the meter and vehicle readings they hold."""
-    from energy_pipelines.simulate import simulate
-
     old_days = [d for d in day_range if d < shape.days - 1]
     readings = 0
     if old_days:
@@ -81,8 +88,6 @@ def _write_batch(landing: Path, shape: HistoryShape, day_range: range) -> int:
 def build_history(database_url: str, work: Path, shape: HistoryShape) -> float:
     """Load `shape` into the (migrated or empty) database; seconds taken. Each run's readings
     must all be loaded, or the build fails."""
-    from energy_pipelines.bench import loaded_readings
-
     landing = work / "landing"
     env = {
         **os.environ,
@@ -256,10 +261,13 @@ def measure(
     with running_gateway(database_url, work) as (process, base):
         drive(base, vehicles, as_of_text, max(CONCURRENCY), 1.0)
         for connections in CONCURRENCY:
-            cpu = _process_cpu_seconds(process.pid)
+            cpu, machine = _process_cpu_seconds(process.pid), machine_counters()
             result = drive(base, vehicles, as_of_text, connections, seconds, sample)
             report = result.report()
             report["gateway_cpu_seconds"] = round(_process_cpu_seconds(process.pid) - cpu, 1)
+            # The whole machine's CPU seconds meanwhile: beyond gateway, PostgreSQL and this
+            # client, anything else running shows here.
+            report["machine"] = machine_during(machine, machine_counters())
             phases.append(report)
             for vehicle, bodies in result.answers.items():
                 answers.setdefault(vehicle, set()).update(bodies)
@@ -300,9 +308,6 @@ def prepared_database(
 def run_read_bench(
     server_url: str, work: Path, shape: HistoryShape, seconds: float, reuse: str | None = None
 ) -> dict[str, Any]:
-    from energy_pipelines.bench import server_settings, settle_server
-    from energy_pipelines.gateway.config import GatewayConfig
-
     work.mkdir(parents=True, exist_ok=True)
     print(f"bench --reads: {shape.days} days on {redact_url(server_url)}", flush=True)
     database_url, build_seconds = prepared_database(server_url, work, shape, reuse)
