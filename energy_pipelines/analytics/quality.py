@@ -1,0 +1,225 @@
+"""Data quality per device and UTC day, as pure functions: readings in, rows out.
+
+Flags on kept readings, never rejections (README "Data quality"). A reading's interval is
+floor(ts / cadence); several readings in one interval count as one received interval, whose
+energy is their sum, voltage their mean and state of charge the latest one. quality_fold.py
+folds readings into one position per device; finish() turns the position at the day's end into
+the day's row; quality_db.py reads the inputs and writes the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from energy_pipelines.analytics.quality_fold import (
+    TOP_K,
+    StreamQuality,
+    day_start,
+    empty_state,
+    fold,
+    padded,
+)
+from energy_pipelines.settings import QualityRules
+
+# Readings up to this late (behind the newest one) do not make a refresh fold a day again.
+LATE_ALLOWANCE = timedelta(minutes=15)
+
+
+def encode_devices(readings: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """Readings with `device_id` as readings with a `device` code into the returned ids."""
+    devices = readings["device_id"].unique().sort()
+    codes = pl.DataFrame({"device_id": devices}).with_row_index("device")
+    coded = readings.join(codes, on="device_id", how="left", maintain_order="left")
+    return coded.drop("device_id"), devices
+
+
+def next_through(newest: datetime | None, day: date, old: datetime) -> datetime:
+    """Where to store the fold: the hour that holds the newest reading less the allowance for
+    late readings, never before the old position, within the day."""
+    if newest is None:
+        return old
+    hour = (newest - LATE_ALLOWANCE).replace(minute=0, second=0, microsecond=0)
+    return min(max(hour, old, day_start(day)), day_start(day) + timedelta(days=1))
+
+
+def interval_index(spec: StreamQuality, day: date, moment: datetime) -> int:
+    return int((moment - day_start(day)) / timedelta(minutes=spec.cadence_minutes))
+
+
+def fold_day(
+    state: pl.DataFrame,
+    readings: pl.DataFrame,
+    devices: pl.Series,
+    spec: StreamQuality,
+    rules: QualityRules,
+    day: date,
+    start: int,
+    through: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Fold [start, through) into the state to keep, then the rest of the day on top: (the
+    state at `through`, the state at the day's end)."""
+    split = day_start(day) + timedelta(minutes=through * spec.cadence_minutes)
+    before = readings.filter(pl.col("ts") < split)
+    kept = fold(state, before, devices, spec, rules, day, start, through)
+    rest = readings.filter(pl.col("ts") >= split)
+    return kept, fold(kept, rest, devices, spec, rules, day, through, spec.per_day)
+
+
+def spike_references(previous: pl.DataFrame) -> pl.DataFrame:
+    """Each device's typical maximum from earlier days (device_id, max_interval_kwh of the days
+    before): the median of its non-zero daily maxima. A day without energy says nothing about
+    the size of the device's intervals."""
+    return (
+        previous.filter(pl.col("max_interval_kwh") > 0)
+        .group_by("device_id")
+        .agg(pl.col("max_interval_kwh").median().alias("reference_kwh"))
+    )
+
+
+def _spikes(state: pl.DataFrame, threshold: pl.Series) -> tuple[NDArray, NDArray]:
+    """Intervals above the threshold among each device's largest ones, and whether that count
+    may be short (every kept interval is above it and the device has more)."""
+    top = padded(state["top_kwh"], TOP_K, -np.inf, state.height)
+    limit = threshold.fill_null(np.inf).to_numpy()
+    count = (top > limit[:, None]).sum(axis=1)
+    return count, (count == TOP_K) & (state["received"].to_numpy() > TOP_K)
+
+
+def finish(
+    state: pl.DataFrame,
+    spec: StreamQuality,
+    rules: QualityRules,
+    day: date,
+    *,
+    reported_before: Iterable[str],
+    reported_after: Iterable[str],
+    references: pl.DataFrame,
+) -> pl.DataFrame:
+    """The day's rows from the state at its end. A device that reported the day before is
+    expected from the day's start, else from its first interval; one that reported the day
+    after is expected to the day's end, else to its last interval. `references` (device_id,
+    reference_kwh) comes from spike_references() of the days before; a device without one is
+    compared with the median of its own non-zero hourly maxima that day."""
+    n_min = rules.frozen_min_intervals
+    step = pl.duration(minutes=pl.lit(spec.cadence_minutes, pl.Int64))
+    start = day_start(day)
+    frame = state.join(references, on="device_id", how="left").with_columns(
+        lo=pl.when(pl.col("device_id").is_in(list(reported_before))).then(0).otherwise("first_idx"),
+        hi=pl.when(pl.col("device_id").is_in(list(reported_after)))
+        .then(spec.per_day - 1)
+        .otherwise("last_idx"),
+        own=pl.col("hour_max").list.eval(pl.element().filter(pl.element() > 0)).list.median(),
+    )
+    frame = frame.with_columns(
+        lead=pl.col("first_idx") - pl.col("lo"),
+        trail=pl.col("hi") - pl.col("last_idx"),
+        spike_reference_kwh=pl.when(pl.col("reference_kwh") > 0)
+        .then("reference_kwh")
+        .otherwise("own"),
+    )
+    count, short = _spikes(frame, frame["spike_reference_kwh"] * rules.spike_factor)
+    rows = frame.select(
+        pl.lit(spec.stream).alias("stream"),
+        "device_id",
+        pl.lit(day).alias("day"),
+        pl.lit(spec.cadence_minutes, pl.Int32).alias("cadence_minutes"),
+        (pl.lit(start) + step * pl.col("lo")).alias("expected_from"),
+        (pl.lit(start) + step * (pl.col("hi") + 1)).alias("expected_to"),
+        (pl.lit(start) + step * pl.col("first_idx")).alias("first_interval"),
+        (pl.lit(start) + step * pl.col("last_idx")).alias("last_interval"),
+        (pl.col("hi") - pl.col("lo") + 1).cast(pl.Int32).alias("expected_intervals"),
+        pl.col("received").alias("received_intervals"),
+        (pl.col("received") / (pl.col("hi") - pl.col("lo") + 1)).alias("coverage"),
+        (pl.col("gap_count") + (pl.col("lead") > 0) + (pl.col("trail") > 0))
+        .cast(pl.Int32)
+        .alias("gap_count"),
+        (pl.max_horizontal("longest_gap", "lead", "trail") * spec.cadence_minutes)
+        .cast(pl.Int32)
+        .alias("longest_gap_minutes"),
+        (pl.col("frozen_runs") + ((pl.col("reading_run") >= n_min) & (pl.col("last_kwh") != 0)))
+        .cast(pl.Int32)
+        .alias("frozen_runs"),
+        pl.when(not spec.is_vehicle)
+        .then(
+            pl.col("frozen_value_runs")
+            + ((pl.col("value_run") >= n_min) & (pl.col("last_value") != 0))
+        )
+        .cast(pl.Int32)
+        .alias("frozen_voltage_runs"),
+        pl.Series(count, dtype=pl.Int32).alias("spike_count"),
+        "spike_reference_kwh",
+        pl.col("hour_max").list.max().alias("max_interval_kwh"),
+        pl.when(spec.is_vehicle).then("soc_drops").cast(pl.Int32).alias("soc_drop_while_charging"),
+        pl.col("estimated_gaps").alias("estimated_gap_count"),
+        pl.col("estimated_kwh").alias("estimated_missing_kwh"),
+        pl.Series(short).alias("spike_count_short"),
+    )
+    return rows.sort("device_id")
+
+
+def exact_spikes(
+    rows: pl.DataFrame,
+    readings: pl.DataFrame,
+    devices: pl.Series,
+    spec: StreamQuality,
+    rules: QualityRules,
+) -> pl.DataFrame:
+    """Rows whose spike count may be short, counted again from all their readings of the day
+    (`readings` as for fold(), holding at least those devices' whole day)."""
+    short = rows.filter("spike_count_short")
+    if short.height:
+        limits = short.select(
+            "device_id", (pl.col("spike_reference_kwh") * rules.spike_factor).alias("limit")
+        )
+        counted = (
+            readings.with_columns(
+                device_id=devices.gather(readings["device"]),
+                interval=pl.col("ts").dt.epoch("us") // spec.interval_us,
+            )
+            .join(limits, on="device_id")
+            .group_by("device_id", "interval")
+            .agg(pl.col("kwh").sum(), pl.col("limit").first())
+            .group_by("device_id")
+            .agg((pl.col("kwh") > pl.col("limit")).sum().cast(pl.Int32).alias("exact"))
+        )
+        rows = rows.join(counted, on="device_id", how="left").with_columns(
+            spike_count=pl.coalesce("exact", "spike_count")
+        )
+        rows = rows.drop("exact")
+    return rows.drop("spike_count_short")
+
+
+def quality_of_day(
+    readings: pl.DataFrame,
+    day: date,
+    spec: StreamQuality,
+    rules: QualityRules,
+    *,
+    reported_before: Iterable[str] = (),
+    reported_after: Iterable[str] = (),
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """A whole day's rows from its readings (device_id, ts, kwh, value) in one go; `previous`
+    (device_id, max_interval_kwh) holds the device's rows of the days before."""
+    coded, devices = encode_devices(readings)
+    final = fold(empty_state(), coded, devices, spec, rules, day, 0, spec.per_day)
+    references = spike_references(
+        previous
+        if previous is not None
+        else pl.DataFrame(schema={"device_id": pl.String, "max_interval_kwh": pl.Float64})
+    )
+    rows = finish(
+        final,
+        spec,
+        rules,
+        day,
+        reported_before=reported_before,
+        reported_after=reported_after,
+        references=references,
+    )
+    return exact_spikes(rows, coded, devices, spec, rules)
