@@ -136,9 +136,13 @@ def test_status_and_daily_assets_through_dagster(
         partition_key="2026-02-11", instance=instance
     )
     assert daily.success
-    [fleet] = daily.get_asset_check_evaluations()
-    assert fleet.check_name == "fleet_faults" and fleet.passed is False  # 0.5 < 0.85
+    checks = {c.check_name: c.passed for c in daily.get_asset_check_evaluations()}
+    assert checks == {"fleet_faults": False, "frozen_readings": True}  # 0.5 < 0.85
     assert query(db, "SELECT status FROM daily_vehicle_efficiency") == [("fault_suspected",)]
+    assert query(db, "SELECT stream, device_id FROM daily_device_quality ORDER BY 1") == [
+        ("meter", "m-1"),
+        ("vehicle", "v-1"),
+    ]
 
 
 def test_freshness_check_fails_on_stale_data(

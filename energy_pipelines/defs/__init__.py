@@ -22,7 +22,10 @@ daily_analytics_job = dg.define_asset_job(
     name="daily_analytics_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=DAILY_PARTITIONS,
-    description="Recompute one UTC day of daily_vehicle_efficiency and daily_meter_usage.",
+    description=(
+        "Recompute one UTC day of daily_vehicle_efficiency, daily_meter_usage and "
+        "daily_device_quality."
+    ),
 )
 
 defs = dg.Definitions(

@@ -8,6 +8,7 @@ import dagster as dg
 from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
 from energy_pipelines.analytics.fleet_chart import recent_efficiency, render_png, worst_vehicles
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
+from energy_pipelines.defs.analytics.quality_assets import daily_device_quality
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 
@@ -131,4 +132,4 @@ def fleet_efficiency_chart(
     )
 
 
-DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage]
+DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage, daily_device_quality]

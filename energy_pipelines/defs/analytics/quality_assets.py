@@ -1,0 +1,80 @@
+"""Data quality per device and UTC day (analytics/quality.py), one UTC day per partition."""
+
+from datetime import date
+
+import dagster as dg
+
+from energy_pipelines.analytics.quality_db import QualityDayResult, refresh_quality_day
+from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
+from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
+from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
+from energy_pipelines.load.database import resolve_database_url
+
+FROZEN_READINGS_CHECK = "frozen_readings"
+_LISTED = 50
+
+
+def _frozen_table(result: QualityDayResult) -> dg.MetadataValue:
+    if not result.frozen:
+        return dg.MetadataValue.md("none")
+    lines = [
+        f"| {stream} | {device} | {runs} | {'' if voltage is None else voltage} |"
+        for stream, device, runs, voltage in result.frozen[:_LISTED]
+    ]
+    header = "| stream | device | frozen runs | frozen voltage runs |\n|---|---|---|---|\n"
+    return dg.MetadataValue.md(header + "\n".join(lines))
+
+
+@dg.asset(
+    name="daily_device_quality",
+    group_name="analytics",
+    partitions_def=DAILY_PARTITIONS,
+    deps=[HISTORY_ASSETS["meter"], HISTORY_ASSETS["vehicle"]],
+    kinds={"postgres"},
+    description=(
+        "Per UTC day, stream and device: expected and received intervals, coverage, gaps, "
+        "frozen readings, spikes, SoC falling while charging (vehicles) and the estimated energy "
+        "of short gaps. Flags on kept readings; a day is replaced atomically, and a day beside "
+        "it whose expected span it changes is refreshed with it."
+    ),
+    code_version="1",
+    pool=POSTGRES_WRITES_POOL,
+    owners=["team:analytics"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            FROZEN_READINGS_CHECK,
+            asset="daily_device_quality",
+            description="Warns and lists devices whose readings froze (README 'Data quality').",
+        )
+    ],
+)
+def daily_device_quality(
+    context: dg.AssetExecutionContext, energy: EnergyStorage
+) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    settings = energy.settings()
+    with energy.connection() as conn:
+        result = refresh_quality_day(conn, resolve_database_url(settings), day, settings)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(result.rows.values()),
+            "meter_rows": result.rows.get("meter", 0),
+            "vehicle_rows": result.rows.get("vehicle", 0),
+            "readings_read": result.readings_read,
+            "devices_folded_again": result.devices_folded_again,
+            "seconds": round(result.seconds, 3),
+            "days_beside_refreshed": ", ".join(d.isoformat() for d in result.neighbours_refreshed)
+            or "none",
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=FROZEN_READINGS_CHECK,
+                passed=not result.frozen,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "devices_with_frozen_readings": len(result.frozen),
+                    f"devices (first {_LISTED})": _frozen_table(result),
+                },
+            )
+        ],
+    )
