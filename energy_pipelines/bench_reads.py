@@ -11,9 +11,11 @@ independent one-vehicle SQL sum over the same window.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,8 +35,9 @@ from energy_pipelines.bench import (
     settle_server,
 )
 from energy_pipelines.gateway.config import GatewayConfig
+from energy_pipelines.gateway.reads import APPLICATION_NAME
 from energy_pipelines.load.database import connect, execute_admin, redact_url, with_database
-from energy_pipelines.read_load import drive, running_gateway
+from energy_pipelines.read_load import drive, process_cpu_seconds, running_gateway
 from energy_pipelines.simulate import simulate
 
 READ_END = datetime(2026, 3, 1, tzinfo=UTC)  # the end of the last simulated day: the asOf
@@ -244,9 +247,39 @@ def check_answers(
     return mismatches(answers, independent_sums(database_url, sorted(answers), as_of))
 
 
-def _process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_snapshot(database_url: str, gateway_pid: int) -> dict[str, Any]:
+    """CPU seconds so far of the gateway, its PostgreSQL backends (a server on this machine),
+    this process (the client) and the whole machine."""
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", (APPLICATION_NAME,)
+        )
+        pids = [int(row[0]) for row in cur.fetchall()]
+    backends = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # not this machine's process, or gone
+            backends[pid] = process_cpu_seconds(pid)
+    client = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "gateway": process_cpu_seconds(gateway_pid),
+        "backends": backends,
+        "client": client.ru_utime + client.ru_stime,
+        "machine": machine_counters(),
+    }
+
+
+def _cpu_spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Where a phase's CPU went; `machine` counts everything, other work on it included."""
+    backends = sum(t - before["backends"].get(pid, 0.0) for pid, t in after["backends"].items())
+    machine = machine_during(before["machine"], after["machine"])
+    return {
+        "gateway": round(after["gateway"] - before["gateway"], 1),
+        "postgres_backends": round(backends, 1),
+        "client": round(after["client"] - before["client"], 1),
+        "machine": None
+        if machine is None
+        else round(machine["user_seconds"] + machine["system_seconds"], 1),
+    }
 
 
 def measure(
@@ -261,20 +294,18 @@ def measure(
     with running_gateway(database_url, work) as (process, base):
         drive(base, vehicles, as_of_text, max(CONCURRENCY), 1.0)
         for connections in CONCURRENCY:
-            cpu, machine = _process_cpu_seconds(process.pid), machine_counters()
+            before = _cpu_snapshot(database_url, process.pid)
             result = drive(base, vehicles, as_of_text, connections, seconds, sample)
             report = result.report()
-            report["gateway_cpu_seconds"] = round(_process_cpu_seconds(process.pid) - cpu, 1)
-            # The whole machine's CPU seconds meanwhile: beyond gateway, PostgreSQL and this
-            # client, anything else running shows here.
-            report["machine"] = machine_during(machine, machine_counters())
+            report["cpu_seconds"] = _cpu_spent(before, _cpu_snapshot(database_url, process.pid))
             phases.append(report)
             for vehicle, bodies in result.answers.items():
                 answers.setdefault(vehicle, set()).update(bodies)
             print(
                 f"  {connections:>2} connections: {report['requests_per_s']:8.1f} req/s,"
                 f" p50 {report['latency_ms_p50']} ms, p95 {report['latency_ms_p95']} ms,"
-                f" p99 {report['latency_ms_p99']} ms, errors {report['errors']}",
+                f" p99 {report['latency_ms_p99']} ms, errors {report['errors']};"
+                f" CPU s {report['cpu_seconds']}",
                 flush=True,
             )
     return as_of, phases, answers

@@ -196,3 +196,9 @@ def _wait_for_health(process: subprocess.Popen[bytes], port: int, timeout: float
             pass
         time.sleep(0.1)
     raise RuntimeError("the gateway did not answer /health")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process of this machine so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
