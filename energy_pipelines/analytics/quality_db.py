@@ -35,7 +35,7 @@ from energy_pipelines.analytics.quality import (
     next_through,
     spike_references,
 )
-from energy_pipelines.analytics.quality_fold import STATE_SCHEMA, day_start
+from energy_pipelines.analytics.quality_fold import HOURS, STATE_SCHEMA, TOP_K, day_start
 from energy_pipelines.contract import METER, VEHICLE, Stream
 from energy_pipelines.load.database import Connection
 from energy_pipelines.settings import QualityRules, Settings
@@ -96,9 +96,27 @@ def _sql(spec: StreamQuality) -> dict[str, str]:
     }
 
 
+def _lists(name: str, values: tuple[list[float], ...], width: int) -> pl.Series:
+    """A list column through one padded numpy matrix: built list by list, Polars made a Series
+    of each (0.5 s for a stream's 5,000 devices)."""
+    matrix = np.full((len(values), width), -np.inf)
+    for i, items in enumerate(values):
+        matrix[i, : len(items)] = items
+    lists = pl.Series(name, matrix).arr.to_list()
+    return lists.list.eval(pl.element().filter(pl.element() > -np.inf))
+
+
 def _state(records: list[asyncpg.Record]) -> pl.DataFrame:
     schema = {**STATE_SCHEMA, "through": pl.Datetime("us", "UTC")}
-    return pl.DataFrame([tuple(r) for r in records], schema=schema, orient="row")
+    columns = list(zip(*records, strict=True)) if records else [() for _ in schema]
+    return pl.DataFrame(
+        [
+            _lists(name, values, HOURS if name == "hour_max" else TOP_K)
+            if isinstance(dtype, pl.List)
+            else pl.Series(name, values, dtype)
+            for (name, dtype), values in zip(schema.items(), columns, strict=True)
+        ]
+    )
 
 
 async def _devices(
@@ -147,7 +165,13 @@ async def read_inputs(conn: asyncpg.Connection, spec: StreamQuality, day: date) 
         ~pl.col("device_id").is_in(state["device_id"].implode()) & (pl.col("seen") > 0)
     )["device_id"].to_list()
     order = np.argsort(hashes)
-    parts = [await copy_columns(conn, sql["history"], through, end)]
+    if through > start:
+        # The day's ids let a day kept as one table (live files) be read through its key
+        # instead of scanned whole for the last hour: 43 ms against 0.18 s on 3.6 M readings.
+        ids = devices.to_list()
+        parts = [await copy_columns(conn, sql["history_of"], through, end, ids)]
+    else:
+        parts = [await copy_columns(conn, sql["history"], through, end)]
     if again and through > start:
         parts.append(await copy_columns(conn, sql["history_of"], start, through, again))
     columns = [np.concatenate(c) for c in zip(*parts, strict=True)]

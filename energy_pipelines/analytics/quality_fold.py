@@ -229,17 +229,20 @@ def _runs(
     if seq.rows.size == 0:
         return np.zeros(seq.n, np.int64), np.zeros(seq.n, np.int64)
     continues = seq.same & (seq.step == 1) & equal
-    starts = np.r_[True, ~continues]
-    run_id = np.cumsum(starts) - 1
-    weight = np.where(seq.carried, carried_run[seq.rows], 1)
-    length = np.bincount(run_id, weights=weight).astype(np.int64)
-    open_runs = run_id[seq.last]
-    ended = np.ones(length.size, bool)
+    starts = np.flatnonzero(np.r_[True, ~continues])
+    # A row's carried interval is its first, so it starts a run: that run is longer by the
+    # length carried in, less the carried interval itself.
+    length = np.diff(np.r_[starts, seq.rows.size])
+    carried = seq.carried[starts]
+    length[carried] += carried_run[seq.rows[starts[carried]]] - 1
+    # Each row's last interval is in the row's last run, the one still open.
+    open_runs = np.searchsorted(starts, seq.last, side="right") - 1
+    ended = np.ones(starts.size, bool)
     ended[open_runs] = False
     frozen = ended & (length >= min_len) & nonzero[starts]
     open_len = np.zeros(seq.n, np.int64)
     open_len[seq.rows[seq.last]] = length[open_runs]
-    return seq.per_row(seq.rows[starts][frozen]), open_len
+    return seq.per_row(seq.rows[starts[frozen]]), open_len
 
 
 def _fold_sequence(
