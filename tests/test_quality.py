@@ -4,6 +4,7 @@ numbers worked out by hand beside each test, and one refresh of loaded files in 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -361,6 +362,9 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
         1290,  # 02:30-23:59
         at(0, 0, day=DAY + timedelta(days=1)),
     )
+    # A fold kept with other rules is not folded on: the day is read from its start again.
+    other = replace(settings, quality=QualityRules(frozen_min_intervals=3))
+    assert refresh_quality_day(db, database_url, DAY, other).readings_read == 51 + 4
     privileges = query(
         db,
         "SELECT has_table_privilege('energy_loader', 'daily_device_quality',"

@@ -47,6 +47,14 @@ def next_through(newest: datetime | None, day: date, old: datetime) -> datetime:
     return min(max(hour, old, day_start(day)), day_start(day) + timedelta(days=1))
 
 
+def fold_rules(spec: StreamQuality, rules: QualityRules) -> str:
+    """The settings a kept fold depends on: one made with others cannot be folded on."""
+    return (
+        f"cadence={spec.cadence_minutes};frozen={rules.frozen_min_intervals};"
+        f"estimate={rules.max_estimated_gap_intervals}"
+    )
+
+
 def interval_index(spec: StreamQuality, day: date, moment: datetime) -> int:
     return int((moment - day_start(day)) / timedelta(minutes=spec.cadence_minutes))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from energy_pipelines.analytics.quality import (
     exact_spikes,
     finish,
     fold_day,
+    fold_rules,
     interval_index,
     next_through,
     spike_references,
@@ -84,7 +85,7 @@ def _sql(spec: StreamQuality) -> dict[str, str]:
     )
     return {
         "state": f"SELECT device_id, {', '.join(_STATE_COLUMNS)}, through"
-        " FROM device_quality_state WHERE stream = $1 AND day = $2",
+        " FROM device_quality_state WHERE stream = $1 AND day = $2 AND rules = $3",
         "devices": f"SELECT {device}, hashtextextended({device}, 0),"
         " coalesce(sum(readings) FILTER (WHERE hour < $3), 0)"
         f" FROM {totals} WHERE hour >= $1 AND hour < $2 GROUP BY 1",
@@ -146,11 +147,13 @@ async def _previous(
     return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
 
 
-async def read_inputs(conn: asyncpg.Connection, spec: StreamQuality, day: date) -> StreamInputs:
+async def read_inputs(
+    conn: asyncpg.Connection, spec: StreamQuality, rules: QualityRules, day: date
+) -> StreamInputs:
     """One stream's inputs for refreshing `day`, in the caller's snapshot."""
     sql = _sql(spec)
     start, end = day_start(day), day_start(day) + timedelta(days=1)
-    stored = _state(await conn.fetch(sql["state"], spec.stream, day))
+    stored = _state(await conn.fetch(sql["state"], spec.stream, day, fold_rules(spec, rules)))
     through = stored["through"].max() if stored.height else start
     devices, hashes, before = await _devices(conn, sql, day, through)  # type: ignore[arg-type]
     # A device's fold is kept when it saw every reading the hourly totals count before it.
@@ -200,6 +203,7 @@ class StreamRefresh:
     rows: pl.DataFrame
     readings_read: int
     devices_folded_again: int
+    rules: str
 
 
 def compute(inputs: StreamInputs, day: date, rules: QualityRules) -> StreamRefresh:
@@ -227,7 +231,8 @@ def compute(inputs: StreamInputs, day: date, rules: QualityRules) -> StreamRefre
         reported_after=inputs.reported_after,
         references=spike_references(inputs.previous),
     )
-    return StreamRefresh(spec.stream, kept, through, rows, read.height, inputs.folded_again)
+    folded = fold_rules(spec, rules)
+    return StreamRefresh(spec.stream, kept, through, rows, read.height, inputs.folded_again, folded)
 
 
 async def _refresh_stream(
@@ -238,7 +243,7 @@ async def _refresh_stream(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # JIT compiles the scan's expressions for longer than these reads take.
             await conn.execute("SET LOCAL jit = off")
-            inputs = await read_inputs(conn, spec, day)
+            inputs = await read_inputs(conn, spec, rules, day)
             result = await asyncio.to_thread(compute, inputs, day, rules)
             short = result.rows.filter("spike_count_short")["device_id"].to_list()
             whole_days = inputs.readings.head(0)
@@ -251,14 +256,7 @@ async def _refresh_stream(
             rows = exact_spikes(result.rows, whole_days, inputs.devices, spec, rules)
     finally:
         await conn.close()
-    return StreamRefresh(
-        spec.stream,
-        result.kept,
-        result.through,
-        rows,
-        result.readings_read,
-        result.devices_folded_again,
-    )
+    return replace(result, rows=rows)
 
 
 async def _refresh_streams(url: str, day: date, settings: Settings) -> list[StreamRefresh]:
@@ -280,6 +278,7 @@ def _arrow_state(refresh: StreamRefresh, day: date) -> Any:
         "device_id",
         pl.lit(refresh.through, pl.Datetime("us", "UTC")).alias("through"),
         *_STATE_COLUMNS,
+        pl.lit(refresh.rules).alias("rules"),
     ).to_arrow()
 
 
