@@ -98,6 +98,32 @@ def _spikes(state: pl.DataFrame, threshold: pl.Series) -> tuple[NDArray, NDArray
     return count, (count == TOP_K) & (state["received"].to_numpy() > TOP_K)
 
 
+def _spans(
+    state: pl.DataFrame,
+    spec: StreamQuality,
+    reported_before: Iterable[str],
+    reported_after: Iterable[str],
+    references: pl.DataFrame,
+) -> pl.DataFrame:
+    """Each device's expected span [lo, hi] in intervals, the missing intervals at its edges
+    (lead, trail) and its spike reference."""
+    frame = state.join(references, on="device_id", how="left").with_columns(
+        lo=pl.when(pl.col("device_id").is_in(list(reported_before))).then(0).otherwise("first_idx"),
+        hi=pl.when(pl.col("device_id").is_in(list(reported_after)))
+        .then(spec.per_day - 1)
+        .otherwise("last_idx"),
+        own=pl.col("hour_max").list.eval(pl.element().filter(pl.element() > 0)).list.median(),
+    )
+    return frame.with_columns(
+        lead=pl.col("first_idx") - pl.col("lo"),
+        trail=pl.col("hi") - pl.col("last_idx"),
+        expected=pl.col("hi") - pl.col("lo") + 1,
+        spike_reference_kwh=pl.when(pl.col("reference_kwh") > 0)
+        .then("reference_kwh")
+        .otherwise("own"),
+    )
+
+
 def finish(
     state: pl.DataFrame,
     spec: StreamQuality,
@@ -114,60 +140,42 @@ def finish(
     reference_kwh) comes from spike_references() of the days before; a device without one is
     compared with the median of its own non-zero hourly maxima that day."""
     n_min = rules.frozen_min_intervals
-    step = pl.duration(minutes=pl.lit(spec.cadence_minutes, pl.Int64))
-    start = day_start(day)
-    frame = state.join(references, on="device_id", how="left").with_columns(
-        lo=pl.when(pl.col("device_id").is_in(list(reported_before))).then(0).otherwise("first_idx"),
-        hi=pl.when(pl.col("device_id").is_in(list(reported_after)))
-        .then(spec.per_day - 1)
-        .otherwise("last_idx"),
-        own=pl.col("hour_max").list.eval(pl.element().filter(pl.element() > 0)).list.median(),
-    )
-    frame = frame.with_columns(
-        lead=pl.col("first_idx") - pl.col("lo"),
-        trail=pl.col("hi") - pl.col("last_idx"),
-        spike_reference_kwh=pl.when(pl.col("reference_kwh") > 0)
-        .then("reference_kwh")
-        .otherwise("own"),
-    )
+    frame = _spans(state, spec, reported_before, reported_after, references)
     count, short = _spikes(frame, frame["spike_reference_kwh"] * rules.spike_factor)
-    rows = frame.select(
+
+    def at(index: pl.Expr) -> pl.Expr:
+        return pl.lit(day_start(day)) + pl.duration(minutes=index * spec.cadence_minutes)
+
+    def still_open(run: str, value: str) -> pl.Expr:
+        return (pl.col(run) >= n_min) & (pl.col(value) != 0)
+
+    voltage_runs = pl.col("frozen_value_runs") + still_open("value_run", "last_value")
+    return frame.select(
         pl.lit(spec.stream).alias("stream"),
         "device_id",
         pl.lit(day).alias("day"),
         pl.lit(spec.cadence_minutes, pl.Int32).alias("cadence_minutes"),
-        (pl.lit(start) + step * pl.col("lo")).alias("expected_from"),
-        (pl.lit(start) + step * (pl.col("hi") + 1)).alias("expected_to"),
-        (pl.lit(start) + step * pl.col("first_idx")).alias("first_interval"),
-        (pl.lit(start) + step * pl.col("last_idx")).alias("last_interval"),
-        (pl.col("hi") - pl.col("lo") + 1).cast(pl.Int32).alias("expected_intervals"),
+        at(pl.col("lo")).alias("expected_from"),
+        at(pl.col("hi") + 1).alias("expected_to"),
+        at(pl.col("first_idx")).alias("first_interval"),
+        at(pl.col("last_idx")).alias("last_interval"),
+        pl.col("expected").cast(pl.Int32).alias("expected_intervals"),
         pl.col("received").alias("received_intervals"),
-        (pl.col("received") / (pl.col("hi") - pl.col("lo") + 1)).alias("coverage"),
-        (pl.col("gap_count") + (pl.col("lead") > 0) + (pl.col("trail") > 0))
-        .cast(pl.Int32)
-        .alias("gap_count"),
+        (pl.col("received") / pl.col("expected")).alias("coverage"),
+        (pl.col("gap_count") + (pl.col("lead") > 0) + (pl.col("trail") > 0)).cast(pl.Int32),
         (pl.max_horizontal("longest_gap", "lead", "trail") * spec.cadence_minutes)
         .cast(pl.Int32)
         .alias("longest_gap_minutes"),
-        (pl.col("frozen_runs") + ((pl.col("reading_run") >= n_min) & (pl.col("last_kwh") != 0)))
-        .cast(pl.Int32)
-        .alias("frozen_runs"),
-        pl.when(not spec.is_vehicle)
-        .then(
-            pl.col("frozen_value_runs")
-            + ((pl.col("value_run") >= n_min) & (pl.col("last_value") != 0))
-        )
-        .cast(pl.Int32)
-        .alias("frozen_voltage_runs"),
-        pl.Series(count, dtype=pl.Int32).alias("spike_count"),
+        (pl.col("frozen_runs") + still_open("reading_run", "last_kwh")).cast(pl.Int32),
+        pl.when(not spec.is_vehicle).then(voltage_runs).cast(pl.Int32).alias("frozen_voltage_runs"),
+        pl.Series("spike_count", count, pl.Int32),
         "spike_reference_kwh",
         pl.col("hour_max").list.max().alias("max_interval_kwh"),
         pl.when(spec.is_vehicle).then("soc_drops").cast(pl.Int32).alias("soc_drop_while_charging"),
         pl.col("estimated_gaps").alias("estimated_gap_count"),
         pl.col("estimated_kwh").alias("estimated_missing_kwh"),
-        pl.Series(short).alias("spike_count_short"),
-    )
-    return rows.sort("device_id")
+        pl.Series("spike_count_short", short),
+    ).sort("device_id")
 
 
 def exact_spikes(
