@@ -531,6 +531,8 @@ def _ingest_files(
 
 
 def _is_small(file: LandingFile, settings: Settings) -> bool:
+    # A highly compressed Parquet file can hold millions of rows in a few kilobytes: its footer
+    # says, and such a file is streamed in chunks on its own.
     return file.size_bytes <= settings.batch_limits.small_file_bytes and not read_in_chunks(
         file, settings.file_limits
     )

@@ -231,8 +231,9 @@ def _write_group(cur: Any, stream: Stream, group: _Group) -> pl.DataFrame:
         .alias("file_id"),
     )
     prepared = group.prepared
+    # Each staged row's file id, in the staged rows' order.
     staged_ids = pl.from_arrow(prepared.staged.select([ROW_NUMBER])).join(
-        row_file_ids, on=ROW_NUMBER, how="left"
+        row_file_ids, on=ROW_NUMBER, how="left", maintain_order="left"
     )["file_id"]
     staged = with_file_ids(prepared.staged, staged_ids.to_arrow().cast(pa.int64()))
     written = write_history(cur, stream, staged, prepared.ts_range)

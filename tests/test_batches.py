@@ -269,3 +269,35 @@ def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) 
     # And a truncated one.
     (folder / "f9.parquet").write_bytes((folder / "f0.parquet").read_bytes()[:40])
     assert read_parquet_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+
+
+def test_stored_and_new_readings_interleaved_in_a_batch_are_told_apart_exactly(
+    db, settings: Settings, landing: Path
+) -> None:
+    minutes = [f"2026-02-11T{h:02d}:{m:02d}:00Z" for h in (10, 11) for m in range(60)]
+    stored = [f"m-{d},0.5,230,{ts}" for d in range(20) for ts in minutes[::2]]
+    write_csv(landing, "meter", "first.csv", METER_HEADER, stored)
+    ingest_stream(db, METER, settings, run_id="first")
+    # Every device again, every minute: half of it stored already (one in ten with other
+    # values), spread over files of several gateways.
+    for gateway in range(4):
+        rows = [
+            f"m-{d},{0.9 if (d + i) % 10 == 0 and i % 2 == 0 else 0.5},230,{ts}"
+            for d in range(gateway, 20, 4)
+            for i, ts in enumerate(minutes)
+        ]
+        write_csv(landing, "meter", f"gw-{gateway}/again.csv", METER_HEADER, rows)
+    outcomes = ingest_stream(db, METER, settings, run_id="again")
+    totals = [sum(getattr(o.manifest, f"rows_{c}") for o in outcomes) for c in ("read", "loaded")]
+    conflicts = sum(o.manifest.rows_conflicting for o in outcomes)
+    duplicates = sum(o.manifest.rows_duplicate for o in outcomes)
+    assert totals == [20 * 120, 20 * 60]
+    assert conflicts == len([1 for d in range(20) for i in range(0, 120, 2) if (d + i) % 10 == 0])
+    assert duplicates + conflicts == 20 * 60
+    assert query(
+        db, "SELECT count(*), count(DISTINCT (meter_id, ts)) FROM meter_readings_history"
+    ) == [(20 * 120, 20 * 120)]
+    # The stored readings stayed as they were.
+    assert query(
+        db, "SELECT count(*) FROM meter_readings_history WHERE kwh_consumed_ac <> 0.5"
+    ) == [(0,)]

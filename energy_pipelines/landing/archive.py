@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,12 +37,25 @@ def _within_stream(file: LandingFile, landing_root: Path) -> Path:
 
 def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = None) -> Path:
     day = (when or datetime.now(UTC)).strftime("%Y-%m-%d")
+    # One path built from strings: a batch archives thousands of files.
+    within = file.relative_path.split("/", 1)[1]
     destination = _free_destination(
-        landing_root / ARCHIVE_DIR / file.stream / day / _within_stream(file, landing_root)
+        Path(os.path.join(landing_root, ARCHIVE_DIR, file.stream, day, within))
     )
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(destination.parent)
     file.path.rename(destination)
     return destination
+
+
+_FOLDERS_MADE: set[Path] = set()
+
+
+def _make_folder(folder: Path) -> None:
+    """mkdir -p, once per folder and process: a batch archives thousands of files into the same
+    few folders. A folder removed meanwhile is made again when the move fails."""
+    if folder not in _FOLDERS_MADE or not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _FOLDERS_MADE.add(folder)
 
 
 def quarantine_file(file: LandingFile, landing_root: Path, reason: str, sha256: str) -> Path:

@@ -201,7 +201,13 @@ def _maybe_stored(cur: Any, stream: Stream, rows: pa.Table) -> pa.ChunkedArray:
     if stored.height == 0:
         return pa.chunked_array([pa.array([False] * rows.num_rows)])
     flags = (
-        keyed.join(stored.lazy().cast({"hour_no": pl.Int64}), on=[device, "hour_no"], how="left")
+        # The flags line up with the rows only if the join keeps the rows' order.
+        keyed.join(
+            stored.lazy().cast({"hour_no": pl.Int64}),
+            on=[device, "hour_no"],
+            how="left",
+            maintain_order="left",
+        )
         .select(
             (
                 pl.col("minutes").fill_null(0).cast(pl.Int64)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile
@@ -35,11 +36,13 @@ class CombinedRows:
 
 def combine(raws: Sequence[RawFile]) -> CombinedRows:
     """One RawFile of files with the same shape_of()."""
-    frames = [
-        raw.frame.with_columns(pl.lit(index, pl.Int32).alias(FILE_INDEX))
-        for index, raw in enumerate(raws)
-    ]
-    rows = pl.concat(frames, how="vertical").rename({ROW_NUMBER: FILE_ROW})
+    heights = [raw.frame.height for raw in raws]
+    file_index = pl.Series(FILE_INDEX, np.repeat(np.arange(len(raws), dtype=np.int32), heights))
+    rows = (
+        pl.concat([raw.frame for raw in raws], how="vertical")
+        .rename({ROW_NUMBER: FILE_ROW})
+        .with_columns(file_index)
+    )
     rows = rows.with_columns(pl.int_range(1, rows.height + 1, dtype=pl.Int64).alias(ROW_NUMBER))
     origin = rows.select(ROW_NUMBER, FILE_INDEX, FILE_ROW)
     extra = sorted({c for raw in raws for c in raw.extra_columns})
