@@ -59,16 +59,21 @@ def readings_by_device(
     """History rows (id hash, ts, kwh, value) with the device as its index in the list whose
     id hashes are `hashes`; `order` sorts `hashes`."""
     hashed, ts, kwh, value = columns
+    # Rows of a device come in runs (a table loaded in key order): look up each run once.
+    heads = np.flatnonzero(np.r_[True, hashed[1:] != hashed[:-1]]) if hashed.size else hashed
+    run_hashes = hashed[heads]
     sorted_hashes = hashes[order]
-    at = np.searchsorted(sorted_hashes, hashed)
-    if hashed.size and (
+    at = np.searchsorted(sorted_hashes, run_hashes)
+    if run_hashes.size and (
         not sorted_hashes.size
-        or not np.array_equal(sorted_hashes[at.clip(0, sorted_hashes.size - 1)], hashed)
+        or not np.array_equal(sorted_hashes[at.clip(0, sorted_hashes.size - 1)], run_hashes)
     ):
         raise RuntimeError("a history row's device is missing from the hourly totals")
+    lengths = np.diff(np.r_[heads, hashed.size])
+    device = np.repeat(order[at].astype(np.uint32), lengths)
     return pl.DataFrame(
         {
-            "device": order[at].astype(np.uint32),
+            "device": device,
             "ts": pl.Series(ts + _PG_EPOCH_US).cast(pl.Datetime("us", "UTC")),
             "kwh": kwh,
             "value": value,
