@@ -21,11 +21,9 @@ from energy_pipelines.analytics.quality import (
 )
 from energy_pipelines.analytics.quality_db import refresh_quality_day
 from energy_pipelines.analytics.quality_fold import TOP_K, StreamQuality, empty_state, fold
-from energy_pipelines.contract import METER, VEHICLE
-from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.settings import QualityRules, Settings
 from tests.conftest import query
-from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
+from tests.test_hot_and_daily import load
 
 DAY = date(2026, 2, 11)
 METERS = StreamQuality("meter", 1)
@@ -263,19 +261,6 @@ def test_binary_copy_rows_are_checked_before_they_are_used() -> None:
         parse_copy_binary(header + row[:-1] + b"\xff\xff", "if")
 
 
-_files = iter(range(10_000))
-
-
-def _load(db, settings: Settings, stream: str, rows: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """Land one CSV file and load it with the product's loader, as a run does."""
-    header, contract = {"meter": (METER_HEADER, METER), "vehicle": (VEHICLE_HEADER, VEHICLE)}[
-        stream
-    ]
-    write_csv(settings.landing_dir, stream, f"q{next(_files)}.csv", header, rows)
-    [outcome] = ingest_stream(db, contract, settings, run_id="test")
-    assert outcome.manifest.status == "loaded"
-
-
 def _meter_rows(start: datetime, count: int, kwh: float = 0.2) -> list[str]:
     return [
         f"m-1,{kwh},{230 + i % 3 / 10},{t.isoformat()}" for i, t in enumerate(minutes(start, count))
@@ -318,13 +303,13 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
     db, database_url: str, settings: Settings
 ) -> None:
     before = DAY - timedelta(days=1)
-    _load(db, settings, "meter", _meter_rows(at(23, 59, day=before), 1))
+    load(db, settings, "meter", _meter_rows(at(23, 59, day=before), 1))
     # 00:00-00:09 and 00:20-00:29 (energy 0.2 and 0.4 around the gap), then 02:00-02:29.
-    _load(db, settings, "meter", _meter_rows(at(0, 0), 10) + _meter_rows(at(0, 20), 10, 0.4))
-    _load(db, settings, "meter", _meter_rows(at(2, 0), 30))
+    load(db, settings, "meter", _meter_rows(at(0, 0), 10) + _meter_rows(at(0, 20), 10, 0.4))
+    load(db, settings, "meter", _meter_rows(at(2, 0), 30))
     vehicle = [(50, 0.1), (51, 0.1), (50.5, 0.1), (50.0, 0.0)]  # SoC falls while charging once
     rows = [f"v-1,{soc},{dc},25,{at(10, i).isoformat()}" for i, (soc, dc) in enumerate(vehicle)]
-    _load(db, settings, "vehicle", rows)
+    load(db, settings, "vehicle", rows)
     scans = _scans_of_day_before(db)
     first = refresh_quality_day(db, database_url, DAY, settings)
     assert _scans_of_day_before(db) == scans  # only the day's partitions are read
@@ -344,7 +329,7 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
 
     # A late reading before 02:00 and a duplicate of one already kept: m-1 is folded again from
     # the day's start; the duplicate never counts twice.
-    _load(db, settings, "meter", _meter_rows(at(0, 15), 1, 0.3) + _meter_rows(at(2, 0), 1))
+    load(db, settings, "meter", _meter_rows(at(0, 15), 1, 0.3) + _meter_rows(at(2, 0), 1))
     late = refresh_quality_day(db, database_url, DAY, settings)
     # Read: m-1's 21 readings before 02:00, the 30 from 02:00 (the duplicate is not in history)
     # and v-1's 4.
@@ -353,7 +338,7 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
     assert (m["received_intervals"], m["gap_count"], m["estimated_gap_count"]) == (51, 3, 2)
 
     # m-1 reports the next day: refreshing that day extends this day's span to its end.
-    _load(db, settings, "meter", _meter_rows(at(0, 0, day=DAY + timedelta(days=1)), 1))
+    load(db, settings, "meter", _meter_rows(at(0, 0, day=DAY + timedelta(days=1)), 1))
     nxt = refresh_quality_day(db, database_url, DAY + timedelta(days=1), settings)
     assert nxt.neighbours_refreshed == [DAY]
     m = _quality(db, DAY)["m-1"]

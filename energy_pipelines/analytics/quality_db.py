@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from energy_pipelines.analytics.binary_copy import copy_columns, readings_by_device
+from energy_pipelines.analytics.daily import _lock_day
 from energy_pipelines.analytics.quality import (
     StreamQuality,
     exact_spikes,
@@ -39,12 +40,13 @@ from energy_pipelines.analytics.quality import (
 from energy_pipelines.analytics.quality_fold import HOURS, STATE_SCHEMA, TOP_K, day_start
 from energy_pipelines.contract import METER, VEHICLE, Stream
 from energy_pipelines.load.database import Connection
+from energy_pipelines.load.history import HOURLY_TOTALS_TABLES
 from energy_pipelines.settings import QualityRules, Settings
 
 # Per stream: its contract, the kind of its second value, its hourly totals table (sql/014).
 STREAMS: dict[str, tuple[Stream, str, str]] = {
-    "meter": (METER, "voltage", "meter_hourly_totals"),
-    "vehicle": (VEHICLE, "soc", "vehicle_hourly_totals"),
+    "meter": (METER, "voltage", HOURLY_TOTALS_TABLES["meter"]),
+    "vehicle": (VEHICLE, "soc", HOURLY_TOTALS_TABLES["vehicle"]),
 }
 
 
@@ -348,10 +350,7 @@ def refresh_quality_day(
     started = time.perf_counter()
     with conn.cursor() as cur:
         # Two refreshes of one day take turns: each folds on the fold the other stored.
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            (f"daily_device_quality:{day.isoformat()}",),
-        )
+        _lock_day(cur, "daily_device_quality", day)
         refreshes = asyncio.run(_refresh_streams(url, day, settings))
         write_quality_day(conn, day, refreshes)
     conn.commit()
