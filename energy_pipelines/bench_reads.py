@@ -11,11 +11,9 @@ independent one-vehicle SQL sum over the same window.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,17 +25,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from energy_pipelines.bench import (
-    loaded_readings,
-    machine_counters,
-    machine_during,
-    server_settings,
-    settle_server,
-)
+from energy_pipelines.bench import loaded_readings, server_settings, settle_server
 from energy_pipelines.gateway.config import GatewayConfig
-from energy_pipelines.gateway.reads import APPLICATION_NAME
 from energy_pipelines.load.database import connect, execute_admin, redact_url, with_database
-from energy_pipelines.read_load import drive, process_cpu_seconds, running_gateway
+from energy_pipelines.read_load import cpu_snapshot, cpu_spent, drive, running_gateway
 from energy_pipelines.simulate import simulate
 
 READ_END = datetime(2026, 3, 1, tzinfo=UTC)  # the end of the last simulated day: the asOf
@@ -247,41 +238,6 @@ def check_answers(
     return mismatches(answers, independent_sums(database_url, sorted(answers), as_of))
 
 
-def _cpu_snapshot(database_url: str, gateway_pid: int) -> dict[str, Any]:
-    """CPU seconds so far of the gateway, its PostgreSQL backends (a server on this machine),
-    this process (the client) and the whole machine."""
-    with connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", (APPLICATION_NAME,)
-        )
-        pids = [int(row[0]) for row in cur.fetchall()]
-    backends = {}
-    for pid in pids:
-        with contextlib.suppress(OSError):  # not this machine's process, or gone
-            backends[pid] = process_cpu_seconds(pid)
-    client = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "gateway": process_cpu_seconds(gateway_pid),
-        "backends": backends,
-        "client": client.ru_utime + client.ru_stime,
-        "machine": machine_counters(),
-    }
-
-
-def _cpu_spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Where a phase's CPU went; `machine` counts everything, other work on it included."""
-    backends = sum(t - before["backends"].get(pid, 0.0) for pid, t in after["backends"].items())
-    machine = machine_during(before["machine"], after["machine"])
-    return {
-        "gateway": round(after["gateway"] - before["gateway"], 1),
-        "postgres_backends": round(backends, 1),
-        "client": round(after["client"] - before["client"], 1),
-        "machine": None
-        if machine is None
-        else round(machine["user_seconds"] + machine["system_seconds"], 1),
-    }
-
-
 def measure(
     database_url: str, work: Path, seconds: float, sample: int = 50
 ) -> tuple[datetime, list[dict[str, Any]], dict[str, set[bytes]]]:
@@ -291,13 +247,15 @@ def measure(
     as_of_text = as_of.isoformat().replace("+00:00", "Z")
     phases: list[dict[str, Any]] = []
     answers: dict[str, set[bytes]] = {}
-    with running_gateway(database_url, work) as (process, base):
+    # One session for the CPU snapshots: opening one costs the client seconds of CPU once
+    # history has thousands of leaves (the driver reads every row type at connect).
+    with running_gateway(database_url, work) as (process, base), connect(database_url) as conn:
         drive(base, vehicles, as_of_text, max(CONCURRENCY), 1.0)
         for connections in CONCURRENCY:
-            before = _cpu_snapshot(database_url, process.pid)
+            before = cpu_snapshot(conn, process.pid)
             result = drive(base, vehicles, as_of_text, connections, seconds, sample)
             report = result.report()
-            report["cpu_seconds"] = _cpu_spent(before, _cpu_snapshot(database_url, process.pid))
+            report["cpu_seconds"] = cpu_spent(before, cpu_snapshot(conn, process.pid))
             phases.append(report)
             for vehicle, bodies in result.answers.items():
                 answers.setdefault(vehicle, set()).update(bodies)

@@ -1,5 +1,5 @@
-"""A lean closed-loop HTTP/1.1 load of GET requests, and the gateway process it drives (for the
-read benchmark and its test).
+"""A lean closed-loop HTTP/1.1 load of GET requests, the gateway process it drives and where
+their CPU goes (for the read benchmark and its test).
 
 Each connection is kept alive and sends its next request as soon as the answer is in (closed
 loop), so the offered load follows the server. All connections are coroutines of one event loop
@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -23,7 +24,12 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
+
+from energy_pipelines.bench import machine_counters, machine_during
+from energy_pipelines.gateway.reads import APPLICATION_NAME
+from energy_pipelines.load.database import Connection
 
 HOST = "127.0.0.1"
 
@@ -202,3 +208,39 @@ def process_cpu_seconds(pid: int) -> float:
     """User and system CPU seconds of a process of this machine so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(conn: Connection, gateway_pid: int) -> dict[str, Any]:
+    """CPU seconds so far of the gateway, its PostgreSQL backends (a server on this machine),
+    this process (the client) and the whole machine."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", (APPLICATION_NAME,)
+        )
+        pids = [int(row[0]) for row in cur.fetchall()]
+    conn.rollback()  # the next snapshot reads a fresh pg_stat_activity
+    backends = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # not this machine's process, or gone
+            backends[pid] = process_cpu_seconds(pid)
+    client = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "gateway": process_cpu_seconds(gateway_pid),
+        "backends": backends,
+        "client": client.ru_utime + client.ru_stime,
+        "machine": machine_counters(),
+    }
+
+
+def cpu_spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Where a phase's CPU went; `machine` counts everything, other work on it included."""
+    backends = sum(t - before["backends"].get(pid, 0.0) for pid, t in after["backends"].items())
+    machine = machine_during(before["machine"], after["machine"])
+    return {
+        "gateway": round(after["gateway"] - before["gateway"], 1),
+        "postgres_backends": round(backends, 1),
+        "client": round(after["client"] - before["client"], 1),
+        "machine": None
+        if machine is None
+        else round(machine["user_seconds"] + machine["system_seconds"], 1),
+    }
