@@ -9,6 +9,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from energy_pipelines.analytics.performance import parse_as_of
 from energy_pipelines.settings import Settings
@@ -46,6 +47,17 @@ def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     }
 
 
+def _refresh_hot_status(settings: Settings) -> None:
+    """What a stopped run loaded but did not fold into the current-status tables."""
+    from energy_pipelines.contract import METER, VEHICLE
+    from energy_pipelines.hot_status.refresh import refresh_status
+    from energy_pipelines.load.database import connect, resolve_database_url
+
+    with connect(resolve_database_url(settings)) as conn:
+        for stream in (METER, VEHICLE):
+            refresh_status(conn, stream)
+
+
 def _files_waiting(settings: Settings, settle_seconds: float) -> bool:
     from energy_pipelines.contract import STREAM_ORDER
     from energy_pipelines.landing.discover import find_waiting_files
@@ -75,6 +87,7 @@ def run_ingest(
         # Nothing to load: no run to start (importing and running Dagster costs seconds); days a
         # stopped run left stale are still refreshed.
         print("no settled files were waiting in", settings.landing_dir)
+        _refresh_hot_status(settings)
         refreshed = refresh_daily(settings, None)
         if refreshed:
             print("daily tables refreshed for " + ", ".join(d.isoformat() for d in refreshed))
@@ -135,17 +148,40 @@ def run_ingest(
             }
             Path(stats_json).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data is not None:
-                error = event.step_failure_data.error
-                # Dagster wraps the asset's exception; its cause says what failed.
-                while error is not None and error.cause is not None:
-                    error = error.cause
-                message = error.message.strip() if error else "unknown error"
-                print(f"error in {event.step_key}: {message}", file=sys.stderr)
-        print("ingest failed; files not loaded stay in landing for the next run", file=sys.stderr)
-        return 1
+        return _report_failure(result)
     return 0
+
+
+# Exit codes: 1 the run failed, 2 bad configuration or usage, 3 the database was unavailable
+# or the failure was transient (a cancelled statement, a timeout, a deadlock, a full disk):
+# running again later is the remedy.
+EXIT_TRANSIENT = 3
+
+
+def _report_failure(result: Any) -> int:
+    from energy_pipelines.load.errors import is_transient, sqlstate_of
+
+    transient = False
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            # Dagster wraps the asset's exception; its cause says what failed.
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = error.message.strip() if error else "unknown error"
+            code = sqlstate_of(Exception(message))
+            lost = "connection" in message.lower() and code is None
+            transient = transient or is_transient(code) or lost
+            print(f"error in {event.step_key}: {message}", file=sys.stderr)
+    if transient:
+        print(
+            "ingest stopped by a transient database error; nothing was marked bad, and the files"
+            " not loaded stay in landing: run again",
+            file=sys.stderr,
+        )
+        return EXIT_TRANSIENT
+    print("ingest failed; files not loaded stay in landing for the next run", file=sys.stderr)
+    return 1
 
 
 def refresh_daily(settings: Settings, instance: object | None) -> list | None:

@@ -32,6 +32,7 @@ from energy_pipelines.landing.read import (
     read_landing_file,
 )
 from energy_pipelines.load.database import Connection
+from energy_pipelines.load.errors import blames_the_file
 from energy_pipelines.load.history import (
     add_hourly_totals,
     finish_new_tables,
@@ -553,8 +554,8 @@ def _ingest_batches(
             outcomes.extend(load_batch(conn, batch, stream, settings, run_id))
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException:  # Polars panics derive from BaseException
-            if not _connection_alive(conn):
+        except BaseException as error:  # Polars panics derive from BaseException
+            if not _connection_alive(conn) or not blames_the_file(error):
                 raise  # the database, not a file, failed: the run fails, files stay
             # Something in the batch PostgreSQL refused: load its files one by one, so only
             # the file to blame is quarantined.
@@ -608,7 +609,7 @@ def _ingest_one(
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:  # Polars panics derive from BaseException
-        if not _connection_alive(conn):
+        if not _connection_alive(conn) or not blames_the_file(error):
             raise  # the database, not the file, failed: the run fails, files stay
         # One file PostgreSQL refuses must not stop every later run: quarantine it.
         log.exception("%s could not be loaded; quarantined", file.relative_path)
