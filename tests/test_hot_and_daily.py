@@ -452,3 +452,41 @@ def test_hourly_totals_equal_a_fresh_sum_over_history_after_mixed_loads(db, sett
         "SELECT meter_id, total_kwh_consumed_ac, avg_voltage, min_voltage, max_voltage,"
         " record_count FROM daily_meter_usage WHERE day = '2026-02-11' ORDER BY 1",
     ) == [("m-1", 0.25, 230.0, 230.0, 230.0, 1), ("m-2", 3.5, 235.0, 230.0, 240.0, 2)]
+
+
+def test_the_agreement_check_reads_hourly_totals_and_catches_a_status_moved_back(
+    db, settings: Settings
+) -> None:
+    from energy_pipelines.defs.hot_store.checks import _agrees_with_history
+
+    load(
+        db,
+        settings,
+        "meter",
+        [meter("m-1", 0.5, f"2026-02-{d}T10:{m:02d}:00Z") for d in (10, 11) for m in (5, 7)],
+    )
+    refresh_status(db, METER)
+    result = _agrees_with_history(db, METER)
+    assert result.passed
+    with db.cursor() as cur:
+        cur.execute("UPDATE meter_current_status SET ts = ts - interval '2 minutes'")
+    db.commit()
+    moved_back = _agrees_with_history(db, METER)
+    assert not moved_back.passed
+    assert moved_back.metadata["devices_disagreeing (first 20)"].value == "m-1"
+    # Its cost and locks do not grow with history: no history partition is read.
+    from energy_pipelines.defs.hot_store.checks import _DISAGREEING_SQL
+
+    with db.cursor() as cur:
+        cur.execute(
+            _DISAGREEING_SQL.format(
+                device="meter_id", status="meter_current_status", totals="meter_hourly_totals"
+            )
+        )
+        cur.fetchall()
+        cur.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE l.pid = pg_backend_pid() AND c.relname LIKE 'meter_readings_history%'"
+        )
+        assert cur.fetchone()[0] == 0
+    db.rollback()
