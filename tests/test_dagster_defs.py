@@ -137,7 +137,12 @@ def test_status_and_daily_assets_through_dagster(
     )
     assert daily.success
     checks = {c.check_name: c.passed for c in daily.get_asset_check_evaluations()}
-    assert checks == {"fleet_faults": False, "frozen_readings": True}  # 0.5 < 0.85
+    assert checks == {
+        "fleet_faults": False,  # 0.5 < 0.85
+        "insufficient_evidence": True,
+        "frozen_readings": True,
+        "gateway_coverage": True,
+    }
     assert query(db, "SELECT status FROM daily_vehicle_efficiency") == [("fault_suspected",)]
     assert query(db, "SELECT stream, device_id FROM daily_device_quality ORDER BY 1") == [
         ("meter", "m-1"),

@@ -149,6 +149,8 @@ class DayResult:
     rows: int
     status_counts: dict[str, int]
     flagged: list[tuple[str, str, float | None]]  # vehicle_id, status, ratio
+    # Vehicles whose paired intervals hold too little energy to judge: vehicle_id, coverage.
+    insufficient: list[tuple[str, float | None]]
 
 
 def _lock_day(cur: Any, table: str, day: date) -> None:
@@ -180,8 +182,15 @@ def materialize_vehicle_day(conn: Connection, day: date, rules: EvidenceRules) -
             (day,),
         )
         flagged = [(v, s, r) for v, s, r in cur.fetchall()]
+        cur.execute(
+            "SELECT vehicle_id, energy_coverage FROM daily_vehicle_efficiency"
+            " WHERE day = $1 AND status = 'insufficient_data'"
+            " ORDER BY energy_coverage NULLS FIRST, vehicle_id",
+            (day,),
+        )
+        insufficient = [(v, c) for v, c in cur.fetchall()]
     conn.commit()
-    return DayResult(day, sum(counts.values()), counts, flagged)
+    return DayResult(day, sum(counts.values()), counts, flagged, insufficient)
 
 
 def materialize_meter_day(conn: Connection, day: date) -> int:

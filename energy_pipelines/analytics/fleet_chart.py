@@ -24,7 +24,10 @@ def recent_efficiency(conn: Connection, last_day: date | None = None) -> pl.Data
                 schema={"day": pl.Date, "vehicle_id": pl.String, "efficiency_ratio": pl.Float64}
             )
         cur.execute(
-            "SELECT day, vehicle_id, efficiency_ratio, status FROM daily_vehicle_efficiency"
+            # The ratio the status was decided on: over paired intervals where computed.
+            "SELECT day, vehicle_id, CASE WHEN energy_coverage IS NULL THEN efficiency_ratio"
+            " ELSE paired_efficiency_ratio END AS efficiency_ratio, status"
+            " FROM daily_vehicle_efficiency"
             " WHERE day > $1 AND day <= $2",
             (last_day - timedelta(days=WINDOW_DAYS), last_day),
         )

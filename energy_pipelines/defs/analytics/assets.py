@@ -14,6 +14,7 @@ from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 
 ANALYTICS_GROUP = "analytics"
 FLEET_FAULTS_CHECK = "fleet_faults"
+INSUFFICIENT_EVIDENCE_CHECK = "insufficient_evidence"
 
 
 @dg.asset(
@@ -23,8 +24,9 @@ FLEET_FAULTS_CHECK = "fleet_faults"
     deps=[HISTORY_ASSETS["vehicle"], HISTORY_ASSETS["meter"], HISTORY_ASSETS["correlation"]],
     kinds={"postgres"},
     description=(
-        "Per UTC day and vehicle: DC delivered / AC consumed by its paired meters, with a "
-        "status (normal, fault_suspected, implausible, no_ac_data, uncorrelated). "
+        "Per UTC day and vehicle: DC delivered / AC consumed by its paired meters, raw and over "
+        "paired intervals, with a status decided on the paired evidence (normal, "
+        "fault_suspected, implausible, insufficient_data, idle, no_ac_data, uncorrelated). "
         "A day is replaced atomically."
     ),
     code_version="1",
@@ -35,7 +37,15 @@ FLEET_FAULTS_CHECK = "fleet_faults"
             FLEET_FAULTS_CHECK,
             asset="daily_vehicle_efficiency",
             description="Warns and lists vehicles with fault_suspected or implausible status.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            INSUFFICIENT_EVIDENCE_CHECK,
+            asset="daily_vehicle_efficiency",
+            description=(
+                "Warns and lists vehicles whose paired intervals hold too little energy to "
+                "judge their efficiency (status insufficient_data), with their coverage."
+            ),
+        ),
     ],
 )
 def daily_vehicle_efficiency(
@@ -66,7 +76,24 @@ def daily_vehicle_efficiency(
                         else "none"
                     ),
                 },
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name=INSUFFICIENT_EVIDENCE_CHECK,
+                passed=not result.insufficient,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "vehicles_insufficient_data": len(result.insufficient),
+                    "vehicles (first 50)": dg.MetadataValue.md(
+                        "| vehicle | energy coverage |\n|---|---|\n"
+                        + "\n".join(
+                            f"| {v} | {'' if c is None else f'{c:.3f}'} |"
+                            for v, c in result.insufficient[:50]
+                        )
+                        if result.insufficient
+                        else "none"
+                    ),
+                },
+            ),
         ],
     )
 

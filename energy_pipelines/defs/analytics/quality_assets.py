@@ -1,9 +1,16 @@
 """Data quality per device and UTC day (analytics/quality.py), one UTC day per partition."""
 
+import base64
 from datetime import date
 
 import dagster as dg
 
+from energy_pipelines.analytics.gateway_coverage import (
+    QuietGateway,
+    quiet_gateways,
+    read_folder_hours,
+    render_coverage_png,
+)
 from energy_pipelines.analytics.quality_db import QualityDayResult, refresh_quality_day
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
@@ -11,6 +18,7 @@ from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.load.database import resolve_database_url
 
 FROZEN_READINGS_CHECK = "frozen_readings"
+GATEWAY_COVERAGE_CHECK = "gateway_coverage"
 _LISTED = 50
 
 
@@ -22,6 +30,17 @@ def _frozen_table(result: QualityDayResult) -> dg.MetadataValue:
         for stream, device, runs, voltage in result.frozen[:_LISTED]
     ]
     header = "| stream | device | frozen runs | frozen voltage runs |\n|---|---|---|---|\n"
+    return dg.MetadataValue.md(header + "\n".join(lines))
+
+
+def _quiet_table(quiet: list[QuietGateway]) -> dg.MetadataValue:
+    if not quiet:
+        return dg.MetadataValue.md("none")
+    lines = [
+        f"| {q.folder} | {q.hours_quiet} | {q.longest_quiet_hours} | {q.first_quiet_hour:02d}:00 |"
+        for q in quiet[:_LISTED]
+    ]
+    header = "| folder | quiet hours | longest | first quiet hour (UTC) |\n|---|---|---|---|\n"
     return dg.MetadataValue.md(header + "\n".join(lines))
 
 
@@ -45,7 +64,15 @@ def _frozen_table(result: QualityDayResult) -> dg.MetadataValue:
             FROZEN_READINGS_CHECK,
             asset="daily_device_quality",
             description="Warns and lists devices whose readings froze (README 'Data quality').",
-        )
+        ),
+        dg.AssetCheckSpec(
+            GATEWAY_COVERAGE_CHECK,
+            asset="daily_device_quality",
+            description=(
+                "Warns and lists landing folders (gateways) that sent nothing for hours in which "
+                "the rest of the fleet sent readings: one line per gateway, not per device."
+            ),
+        ),
     ],
 )
 def daily_device_quality(
@@ -55,6 +82,9 @@ def daily_device_quality(
     settings = energy.settings()
     with energy.connection() as conn:
         result = refresh_quality_day(conn, resolve_database_url(settings), day, settings)
+        per_hour = read_folder_hours(conn, day)
+    quiet = quiet_gateways(per_hour)
+    chart = base64.b64encode(render_coverage_png(per_hour, day)).decode()
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(result.rows.values()),
@@ -63,6 +93,9 @@ def daily_device_quality(
             "readings_read": result.readings_read,
             "devices_folded_again": result.devices_folded_again,
             "seconds": round(result.seconds, 3),
+            "coverage_chart": dg.MetadataValue.md(
+                f"![coverage by landing folder](data:image/png;base64,{chart})"
+            ),
             "days_beside_refreshed": ", ".join(d.isoformat() for d in result.neighbours_refreshed)
             or "none",
         },
@@ -75,6 +108,16 @@ def daily_device_quality(
                     "devices_with_frozen_readings": len(result.frozen),
                     f"devices (first {_LISTED})": _frozen_table(result),
                 },
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name=GATEWAY_COVERAGE_CHECK,
+                passed=not quiet,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "folders_checked": per_hour["folder"].n_unique(),
+                    "folders_quiet": len(quiet),
+                    f"quiet folders (first {_LISTED})": _quiet_table(quiet),
+                },
+            ),
         ],
     )
