@@ -156,10 +156,10 @@ def prepare_rows(
     return prepared, timings
 
 
-def _rejected_rows_frame(
-    prepared: PreparedFile, conflicts_with_history: pl.DataFrame, file: LandingFile, file_id: int
-) -> pl.DataFrame:
-    history_conflicts = conflicts_with_history.select(
+def history_conflict_rejects(conflicts_with_history: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose key history holds with other values, as quarantine rows (row_number,
+    column_name, rule, kind, stored_values)."""
+    return conflicts_with_history.select(
         pl.col(ROW_NUMBER).cast(pl.Int64),
         pl.lit(None, pl.String).alias("column_name"),
         pl.lit(
@@ -169,6 +169,12 @@ def _rejected_rows_frame(
         pl.lit("conflicting").alias("kind"),
         pl.col("stored_values"),
     )
+
+
+def _rejected_rows_frame(
+    prepared: PreparedFile, conflicts_with_history: pl.DataFrame, file: LandingFile, file_id: int
+) -> pl.DataFrame:
+    history_conflicts = history_conflict_rejects(conflicts_with_history)
     rejected = pl.concat(
         [
             prepared.rejects.drop("first_row").with_columns(

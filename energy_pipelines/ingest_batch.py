@@ -265,16 +265,10 @@ def _rejected_rows(
     """The group's quarantined rows in the files' own numbering, ready for rejected_rows."""
     prepared, origin = group.prepared, group.combined.origin
     paths = [e.file.relative_path for e in group.entries]
-    history = conflicts.select(
-        pl.col(ROW_NUMBER).cast(pl.Int64),
-        pl.lit(None, pl.String).alias("column_name"),
-        pl.lit(
-            "a reading with the same key and different values is already stored; "
-            "the stored reading is kept"
-        ).alias("rule"),
-        pl.lit("conflicting").alias("kind"),
-        pl.lit(None, pl.Int64).alias("first_row"),
-        pl.col("stored_values"),
+    from energy_pipelines.ingest import history_conflict_rejects
+
+    history = history_conflict_rejects(conflicts).with_columns(
+        pl.lit(None, pl.Int64).alias("first_row")
     )
     batch_rejects = prepared.rejects.with_columns(pl.lit(None, pl.String).alias("stored_values"))
     rejected = pl.concat([batch_rejects, history], how="diagonal_relaxed")

@@ -11,6 +11,7 @@ from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.quality_assets import daily_device_quality
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
+from energy_pipelines.defs.tables import markdown_table
 
 ANALYTICS_GROUP = "analytics"
 FLEET_FAULTS_CHECK = "fleet_faults"
@@ -54,10 +55,6 @@ def daily_vehicle_efficiency(
     day = date.fromisoformat(context.partition_key)
     with energy.connection() as conn:
         result = materialize_vehicle_day(conn, day, energy.settings().evidence)
-    flagged_md = "\n".join(
-        f"| {vehicle} | {status} | {'' if ratio is None else f'{ratio:.4f}'} |"
-        for vehicle, status, ratio in result.flagged[:50]
-    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.rows,
@@ -70,10 +67,12 @@ def daily_vehicle_efficiency(
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "flagged_vehicles": len(result.flagged),
-                    "vehicles (first 50)": dg.MetadataValue.md(
-                        "| vehicle | status | ratio |\n|---|---|---|\n" + flagged_md
-                        if flagged_md
-                        else "none"
+                    "vehicles (first 50)": markdown_table(
+                        ("vehicle", "status", "ratio"),
+                        (
+                            (v, s, None if r is None else f"{r:.4f}")
+                            for v, s, r in result.flagged[:50]
+                        ),
                     ),
                 },
             ),
@@ -83,14 +82,12 @@ def daily_vehicle_efficiency(
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "vehicles_insufficient_data": len(result.insufficient),
-                    "vehicles (first 50)": dg.MetadataValue.md(
-                        "| vehicle | energy coverage |\n|---|---|\n"
-                        + "\n".join(
-                            f"| {v} | {'' if c is None else f'{c:.3f}'} |"
+                    "vehicles (first 50)": markdown_table(
+                        ("vehicle", "energy coverage"),
+                        (
+                            (v, None if c is None else f"{c:.3f}")
                             for v, c in result.insufficient[:50]
-                        )
-                        if result.insufficient
-                        else "none"
+                        ),
                     ),
                 },
             ),
@@ -148,12 +145,12 @@ def fleet_efficiency_chart(
             "chart": dg.MetadataValue.md(f"![fleet efficiency](data:image/png;base64,{encoded})"),
             "path": dg.MetadataValue.path(str(path)),
             "vehicle_days": daily.height,
-            "worst_vehicles": dg.MetadataValue.md(
-                "| vehicle | mean ratio | days |\n|---|---|---|\n"
-                + "\n".join(
-                    f"| {r['vehicle_id']} | {r['mean_ratio']:.4f} | {r['days']} |"
+            "worst_vehicles": markdown_table(
+                ("vehicle", "mean ratio", "days"),
+                (
+                    (r["vehicle_id"], f"{r['mean_ratio']:.4f}", r["days"])
                     for r in worst.iter_rows(named=True)
-                )
+                ),
             ),
         }
     )

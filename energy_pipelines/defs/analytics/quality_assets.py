@@ -15,6 +15,7 @@ from energy_pipelines.analytics.quality_db import QualityDayResult, refresh_qual
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
+from energy_pipelines.defs.tables import markdown_table
 from energy_pipelines.load.database import resolve_database_url
 
 FROZEN_READINGS_CHECK = "frozen_readings"
@@ -23,25 +24,19 @@ _LISTED = 50
 
 
 def _frozen_table(result: QualityDayResult) -> dg.MetadataValue:
-    if not result.frozen:
-        return dg.MetadataValue.md("none")
-    lines = [
-        f"| {stream} | {device} | {runs} | {'' if voltage is None else voltage} |"
-        for stream, device, runs, voltage in result.frozen[:_LISTED]
-    ]
-    header = "| stream | device | frozen runs | frozen voltage runs |\n|---|---|---|---|\n"
-    return dg.MetadataValue.md(header + "\n".join(lines))
+    return markdown_table(
+        ("stream", "device", "frozen runs", "frozen voltage runs"), result.frozen[:_LISTED]
+    )
 
 
 def _quiet_table(quiet: list[QuietGateway]) -> dg.MetadataValue:
-    if not quiet:
-        return dg.MetadataValue.md("none")
-    lines = [
-        f"| {q.folder} | {q.hours_quiet} | {q.longest_quiet_hours} | {q.first_quiet_hour:02d}:00 |"
-        for q in quiet[:_LISTED]
-    ]
-    header = "| folder | quiet hours | longest | first quiet hour (UTC) |\n|---|---|---|---|\n"
-    return dg.MetadataValue.md(header + "\n".join(lines))
+    return markdown_table(
+        ("folder", "quiet hours", "longest", "first quiet hour (UTC)"),
+        (
+            (q.folder, q.hours_quiet, q.longest_quiet_hours, f"{q.first_quiet_hour:02d}:00")
+            for q in quiet[:_LISTED]
+        ),
+    )
 
 
 @dg.asset(
