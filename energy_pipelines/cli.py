@@ -231,6 +231,23 @@ def run_performance(settings: Settings, vehicle_id: str, as_of: str | None) -> i
     return 0
 
 
+def run_quality(settings: Settings, day: str | None) -> int:
+    """Recompute one UTC day of daily_device_quality (the Dagster daily_quality_job, in
+    process); the daemon's daily_analytics_sensor requests it after every load."""
+    from datetime import UTC
+
+    from energy_pipelines.defs import defs
+
+    key = day or datetime.now(UTC).date().isoformat()
+    result = defs.resolve_job_def("daily_quality_job").execute_in_process(
+        partition_key=key, run_config=QUIET_LOGS, raise_on_error=False
+    )
+    if not result.success:
+        return _report_failure(result)
+    print(f"daily_device_quality refreshed for {key}")
+    return 0
+
+
 def run_retention(settings: Settings, keep_days: int | None) -> int:
     from energy_pipelines.load.database import connect, resolve_database_url
     from energy_pipelines.load.retention import drop_old_partitions, retention_cutoff
@@ -419,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--interval", type=float, default=60.0, help="seconds between drops")
 
+    quality = commands.add_parser("quality", help="recompute one UTC day of daily_device_quality")
+    quality.add_argument("--day", help="YYYY-MM-DD (default: today, UTC)")
     retention = commands.add_parser(
         "retention", help="drop whole history day partitions older than N days"
     )
@@ -481,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_simulate(args)
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "quality":
+            return run_quality(_settings(args), args.day)
         if args.command == "retention":
             return run_retention(_settings(args), args.keep_days)
         if args.command == "bench":

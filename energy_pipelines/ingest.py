@@ -401,17 +401,22 @@ def _write_prepared(
     )
 
 
+def estimated_rows(file: LandingFile) -> int:
+    """The file's rows as its Parquet footer claims them, or an estimate for text files (about
+    40 bytes a CSV row; gzip shrinks readings about 4 times). A footer that cannot be read
+    counts as no rows: the reader says what is wrong with the file."""
+    if file.format == "parquet":
+        try:
+            return pq.ParquetFile(file.path).metadata.num_rows
+        except Exception:
+            return 0
+    return file.size_bytes * (4 if file.format == "csv.gz" else 1) // 40
+
+
 def read_in_chunks(file: LandingFile, limits: FileLimits) -> bool:
     """Whether the file may hold more than one chunk of rows (an estimate for text files; both
     paths load the same rows)."""
-    if file.format == "parquet":
-        try:
-            return pq.ParquetFile(file.path).metadata.num_rows > limits.stream_above_rows
-        except Exception:
-            return False  # the whole-file reader says what is wrong with it
-    # About 40 bytes per CSV row; gzip shrinks readings about 4 times.
-    expanded = file.size_bytes * (4 if file.format == "csv.gz" else 1)
-    return expanded > limits.stream_above_rows * 40
+    return estimated_rows(file) > limits.stream_above_rows
 
 
 # Streams load on parallel threads; a large file's chunk state (a reader reading ahead, the
@@ -524,12 +529,14 @@ def _ingest_files(
     run_id: str | None,
     outcomes: list[FileOutcome],
 ) -> None:
-    """Small files load in batches (ingest_batch.py), larger ones one at a time, in the
-    files' order."""
-    small: list[LandingFile] = []
+    """Small files load in batches (ingest_batch.py), larger ones one at a time while the next
+    is prepared, in the files' order."""
+    small: list[tuple[LandingFile, int]] = []
     for file in files:
-        if _is_small(file, settings):
-            small.append(file)
+        rows = estimated_rows(file)
+        limit = min(settings.batch_limits.small_file_rows, settings.file_limits.stream_above_rows)
+        if rows <= limit:
+            small.append((file, rows))
             continue
         _ingest_batches(conn, small, stream, settings, run_id, outcomes)
         small = []
@@ -537,17 +544,9 @@ def _ingest_files(
     _ingest_batches(conn, small, stream, settings, run_id, outcomes)
 
 
-def _is_small(file: LandingFile, settings: Settings) -> bool:
-    # A highly compressed Parquet file can hold millions of rows in a few kilobytes: its footer
-    # says, and such a file is streamed in chunks on its own.
-    return file.size_bytes <= settings.batch_limits.small_file_bytes and not read_in_chunks(
-        file, settings.file_limits
-    )
-
-
 def _ingest_batches(
     conn: Connection,
-    files: list[LandingFile],
+    files: list[tuple[LandingFile, int]],
     stream: Stream,
     settings: Settings,
     run_id: str | None,

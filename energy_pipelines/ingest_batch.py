@@ -81,17 +81,26 @@ class BatchOutcome:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def batches_of(files: list[LandingFile], settings: Settings) -> Iterator[list[LandingFile]]:
-    """Consecutive runs of files bounded by the batch limits (files, bytes)."""
+def batches_of(
+    files: list[tuple[LandingFile, int]], settings: Settings
+) -> Iterator[list[LandingFile]]:
+    """Consecutive runs of (file, estimated rows) bounded by the batch limits (files, bytes,
+    rows): a batch is read whole before it is written, so these bound its memory."""
     limits = settings.batch_limits
     batch: list[LandingFile] = []
-    size = 0
-    for file in files:
-        if batch and (len(batch) >= limits.max_files or size + file.size_bytes > limits.max_bytes):
+    size = rows = 0
+    for file, estimate in files:
+        full = (
+            len(batch) >= limits.max_files
+            or size + file.size_bytes > limits.max_bytes
+            or rows + estimate > limits.max_rows
+        )
+        if batch and full:
             yield batch
-            batch, size = [], 0
+            batch, size, rows = [], 0, 0
         batch.append(file)
         size += file.size_bytes
+        rows += estimate
     if batch:
         yield batch
 

@@ -50,13 +50,14 @@ class FileLimits:
 
 @dataclass(frozen=True)
 class BatchLimits:
-    """How many small files one transaction loads together. Files above small_file_bytes load
-    on their own (a whole-fleet hourly export is a batch by itself)."""
+    """How many small files one transaction loads together. Files with more rows than
+    small_file_rows load on their own, the next one prepared while one loads (a whole-fleet
+    hourly export)."""
 
     max_files: int = 2000
     max_bytes: int = 64 << 20
     max_rows: int = 500_000
-    small_file_bytes: int = 1 << 20
+    small_file_rows: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class Settings:
                 max_files=int(float_env("ENERGY_BATCH_MAX_FILES", 2000, minimum=1)),
                 max_bytes=int(float_env("ENERGY_BATCH_MAX_MB", 64, minimum=0.001) * 2**20),
                 max_rows=int(float_env("ENERGY_BATCH_MAX_ROWS", 500_000, minimum=1)),
-                small_file_bytes=int(float_env("ENERGY_BATCH_FILE_MAX_MB", 1, minimum=0) * 2**20),
+                small_file_rows=int(float_env("ENERGY_BATCH_FILE_MAX_ROWS", 50_000, minimum=0)),
             ),
             evidence=EvidenceRules(
                 fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),

@@ -127,16 +127,29 @@ def test_status_and_daily_assets_through_dagster(
     assert query(db, "SELECT vehicle_id, soc FROM vehicle_current_status") == [("v-1", 50.0)]
 
     energy = EnergyStorage(landing_dir=str(landing))
-    sensor = build_daily_sensor(defs.resolve_job_def("daily_analytics_job"))
+    sensor = build_daily_sensor(
+        defs.resolve_job_def("daily_analytics_job"), defs.resolve_job_def("daily_quality_job")
+    )
     result = sensor(dg.build_sensor_context(resources={"energy": energy}))
-    assert [r.partition_key for r in result.run_requests] == ["2026-02-11"]
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [
+        ("daily_analytics_job", "2026-02-11"),
+        ("daily_quality_job", "2026-02-11"),
+    ]
     assert isinstance(sensor(dg.build_sensor_context(resources={"energy": energy})), dg.SkipReason)
 
     daily = defs.resolve_job_def("daily_analytics_job").execute_in_process(
         partition_key="2026-02-11", instance=instance
     )
     assert daily.success
-    checks = {c.check_name: c.passed for c in daily.get_asset_check_evaluations()}
+    quality = defs.resolve_job_def("daily_quality_job").execute_in_process(
+        partition_key="2026-02-11", instance=instance
+    )
+    assert quality.success
+    checks = {
+        c.check_name: c.passed
+        for run in (daily, quality)
+        for c in run.get_asset_check_evaluations()
+    }
     assert checks == {
         "fleet_faults": False,  # 0.5 < 0.85
         "insufficient_evidence": True,

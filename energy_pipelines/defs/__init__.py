@@ -2,7 +2,11 @@
 
 import dagster as dg
 
-from energy_pipelines.defs.analytics.assets import DAILY_ASSETS, fleet_efficiency_chart
+from energy_pipelines.defs.analytics.assets import (
+    DAILY_ASSETS,
+    QUALITY_ASSETS,
+    fleet_efficiency_chart,
+)
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.sensors import build_daily_sensor
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS, refresh_current_status
@@ -22,10 +26,14 @@ daily_analytics_job = dg.define_asset_job(
     name="daily_analytics_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=DAILY_PARTITIONS,
-    description=(
-        "Recompute one UTC day of daily_vehicle_efficiency, daily_meter_usage and "
-        "daily_device_quality."
-    ),
+    description="Recompute one UTC day of daily_vehicle_efficiency and daily_meter_usage.",
+)
+
+daily_quality_job = dg.define_asset_job(
+    name="daily_quality_job",
+    selection=dg.AssetSelection.assets(*QUALITY_ASSETS),
+    partitions_def=DAILY_PARTITIONS,
+    description="Recompute one UTC day of daily_device_quality (and a day beside it if needed).",
 )
 
 defs = dg.Definitions(
@@ -33,11 +41,15 @@ defs = dg.Definitions(
         load_landing_files,
         refresh_current_status,
         *DAILY_ASSETS,
+        *QUALITY_ASSETS,
         fleet_efficiency_chart,
     ],
     asset_checks=STATUS_CHECKS,
-    jobs=[ingest_job, daily_analytics_job, retention_job],
+    jobs=[ingest_job, daily_analytics_job, daily_quality_job, retention_job],
     schedules=[retention_schedule],
-    sensors=[build_landing_sensor(ingest_job), build_daily_sensor(daily_analytics_job)],
+    sensors=[
+        build_landing_sensor(ingest_job),
+        build_daily_sensor(daily_analytics_job, daily_quality_job),
+    ],
     resources={"energy": EnergyStorage()},
 )

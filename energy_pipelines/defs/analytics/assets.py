@@ -156,4 +156,7 @@ def fleet_efficiency_chart(
     )
 
 
-DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage, daily_device_quality]
+DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage]
+# Data quality reads a day's readings again (seconds for a full day of the fleet): its own job,
+# so a load's daily refresh does not wait for it.
+QUALITY_ASSETS = [daily_device_quality]

@@ -9,15 +9,16 @@ from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.resources import EnergyStorage
 
 
-def build_daily_sensor(job: Any) -> dg.SensorDefinition:
+def build_daily_sensor(job: Any, quality_job: Any) -> dg.SensorDefinition:
     @dg.sensor(
         name="daily_analytics_sensor",
-        job=job,
+        jobs=[job, quality_job],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Requests one daily run per UTC day touched by files loaded since the last tick "
-            "(late files and new meter pairings included). The position is kept in PostgreSQL."
+            "Requests one daily run and one data-quality run per UTC day touched by files "
+            "loaded since the last tick (late files and new meter pairings included). The "
+            "position is kept in PostgreSQL."
         ),
     )
     def daily_analytics_sensor(
@@ -37,7 +38,18 @@ def build_daily_sensor(job: Any) -> dg.SensorDefinition:
                     context.log.warning(f"{key} is outside the daily partitions (ENERGY_FIRST_DAY)")
                     continue
                 requests.append(
-                    dg.RunRequest(run_key=f"daily-{key}-{pending.position}", partition_key=key)
+                    dg.RunRequest(
+                        run_key=f"daily-{key}-{pending.position}",
+                        partition_key=key,
+                        job_name=job.name,
+                    )
+                )
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"quality-{key}-{pending.position}",
+                        partition_key=key,
+                        job_name=quality_job.name,
+                    )
                 )
             # Run requests are durable once returned, so the position can move on.
             advance_daily_watermark(conn, pending)
