@@ -490,3 +490,28 @@ def test_the_agreement_check_reads_hourly_totals_and_catches_a_status_moved_back
         )
         assert cur.fetchone()[0] == 0
     db.rollback()
+
+
+def test_performance_says_when_nothing_is_kept_and_clamps_a_future_as_of(
+    db, settings: Settings
+) -> None:
+    load(db, settings, "correlation", ["m-1,v-1"])
+    load(db, settings, "meter", [meter("m-1", 1.0, "2026-02-11T12:00:00Z")])
+    load(db, settings, "vehicle", [vehicle("v-1", 0.9, "2026-02-11T12:00:00Z")])
+    # A window wholly before the oldest kept hour: said so, not zeros of an idle vehicle.
+    before = vehicle_performance(db, "v-1", datetime(2026, 2, 10, 12, tzinfo=UTC))
+    assert before["status"] == "no_kept_data"
+    assert before["totalKwhDeliveredDc"] is None and before["recordCount"] == 0
+    assert before["keptFrom"] == "2026-02-11T12:00:00Z"
+    # A window that reaches kept data counts it.
+    # 1.0 kWh of paired AC is just enough evidence: 0.9 / 1.0 is normal.
+    assert vehicle_performance(db, "v-1", datetime(2026, 2, 11, 13, tzinfo=UTC))["status"] == (
+        "normal"
+    )
+    # An as-of in the future is answered as of now, and the answer says what was asked.
+    future = vehicle_performance(db, "v-1", datetime(2999, 1, 1, tzinfo=UTC))
+    assert future["asOfClampedFrom"] == "2999-01-01T00:00:00Z"
+    assert future["window"]["end"] < "2999"
+    assert "asOfClampedFrom" not in vehicle_performance(
+        db, "v-1", datetime(2026, 2, 12, tzinfo=UTC)
+    )
