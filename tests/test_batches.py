@@ -301,3 +301,23 @@ def test_stored_and_new_readings_interleaved_in_a_batch_are_told_apart_exactly(
     assert query(
         db, "SELECT count(*) FROM meter_readings_history WHERE kwh_consumed_ac <> 0.5"
     ) == [(0,)]
+
+
+def test_the_run_shows_files_that_need_a_look_first_and_bounds_the_rest() -> None:
+    from datetime import datetime
+
+    from energy_pipelines.defs.ingestion.assets import _TABLE_FILES, _needs_a_look, _table_files
+    from energy_pipelines.ingest import FileOutcome
+    from energy_pipelines.load.manifest import ManifestRow
+
+    def outcome(path: str, status: str = "loaded", rejected: int = 0) -> FileOutcome:
+        row = ManifestRow("meter", path, "", 1, status, datetime.now(UTC), None)
+        row.rows_rejected = rejected
+        return FileOutcome(row, 1, None)
+
+    clean = [outcome(f"meter/gw/{n:05d}.csv") for n in range(_TABLE_FILES + 100)]
+    odd = [outcome("meter/x.csv", rejected=2), outcome("meter/y.csv", status="quarantined")]
+    shown = _table_files([*clean[:10], odd[0], *clean[10:], odd[1]])
+    assert [o.manifest.path for o in shown[:2]] == ["meter/x.csv", "meter/y.csv"]
+    assert len(shown) == _TABLE_FILES
+    assert [_needs_a_look(o) for o in (clean[0], *odd)] == [False, True, True]

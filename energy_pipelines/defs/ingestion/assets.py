@@ -36,6 +36,25 @@ class LandingSelection(dg.Config):
         return [p for p in self.paths if p.startswith(stream.name + "/")]
 
 
+_LOGGED_FILES = 50
+# Rows of the per-file table: files that need a look first.
+_TABLE_FILES = 500
+
+
+def _needs_a_look(outcome: FileOutcome) -> bool:
+    m = outcome.manifest
+    return m.status != "loaded" or bool(m.rows_rejected or m.rows_conflicting or m.error)
+
+
+def _table_files(outcomes: list[FileOutcome]) -> list[FileOutcome]:
+    """The files the per-file table shows: those that need a look, then the others, at most
+    _TABLE_FILES (a run of thousands of gateway files has them all in the manifest)."""
+    ordered = [o for o in outcomes if _needs_a_look(o)] + [
+        o for o in outcomes if not _needs_a_look(o)
+    ]
+    return ordered[:_TABLE_FILES]
+
+
 def _files_table(outcomes: list[FileOutcome]) -> dg.TableMetadataValue:
     columns = ["path", "status", *COUNT_FIELDS, "error"]
     return dg.MetadataValue.table(
@@ -48,7 +67,7 @@ def _files_table(outcomes: list[FileOutcome]) -> dg.TableMetadataValue:
                     "error": o.manifest.error or "",
                 }
             )
-            for o in outcomes
+            for o in _table_files(outcomes)
         ],
         schema=dg.TableSchema(
             columns=[
@@ -153,13 +172,21 @@ def _materialization(
     context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad
 ) -> dg.MaterializeResult:
     outcomes, seconds = load.outcomes, load.seconds
-    for o in outcomes:
+    # A log line is an event in Dagster's storage: one per file would cost more than loading
+    # thousands of small gateway files. Files that need a look are logged (the first ones);
+    # every file is in the manifest and in the per-file table.
+    noteworthy = [o for o in outcomes if _needs_a_look(o)]
+    for o in noteworthy[:_LOGGED_FILES]:
         m = o.manifest
         context.log.info(
             f"{m.path}: {m.status}, read {m.rows_read}, loaded {m.rows_loaded}, "
             f"rejected {m.rows_rejected}, duplicate {m.rows_duplicate}, "
             f"conflicting {m.rows_conflicting}" + (f" ({m.error})" if m.error else "")
         )
+    context.log.info(
+        f"{stream.name}: {len(outcomes)} files, {len(outcomes) - len(noteworthy)} loaded clean"
+        + (f", {len(noteworthy)} with rejects, conflicts or another outcome" if noteworthy else "")
+    )
     totals = {c: sum(int(getattr(o.manifest, c)) for o in outcomes) for c in COUNT_FIELDS}
     extra = sorted({c for o in outcomes for c in o.manifest.extra_columns})
     return dg.MaterializeResult(
@@ -189,6 +216,7 @@ def _materialization(
             )
             or "none",
             "per_file": _files_table(outcomes),
+            "per_file_rows_shown": min(len(outcomes), _TABLE_FILES),
             "preview": dg.MetadataValue.md(load.preview),
         },
     )
