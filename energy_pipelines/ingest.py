@@ -532,9 +532,9 @@ def _ingest_files(
     """Small files load in batches (ingest_batch.py), larger ones one at a time while the next
     is prepared, in the files' order."""
     small: list[tuple[LandingFile, int]] = []
+    limit = min(settings.batch_limits.small_file_rows, settings.file_limits.stream_above_rows)
     for file in files:
         rows = estimated_rows(file)
-        limit = min(settings.batch_limits.small_file_rows, settings.file_limits.stream_above_rows)
         if rows <= limit:
             small.append((file, rows))
             continue

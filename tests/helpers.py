@@ -65,3 +65,28 @@ def meter_table(**overrides: object):  # type: ignore[no-untyped-def]
     }
     columns.update(overrides)
     return pa.table(columns)
+
+
+def scans_of_day(db, day: str) -> int:  # type: ignore[no-untyped-def]
+    """Scans of one UTC day's meter history tables (day as YYYYMMDD) so far, once every other
+    session of the database has ended (a session publishes its statistics when it ends)."""
+    import time
+
+    from tests.conftest import query
+
+    for _ in range(100):
+        others = query(
+            db,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        if others == [(0,)]:
+            break
+        time.sleep(0.05)
+    [(scans,)] = query(
+        db,
+        "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)::bigint"
+        " FROM pg_stat_user_tables WHERE relname LIKE $1",
+        (f"meter_readings_history_p{day}%",),
+    )
+    return int(scans)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +13,7 @@ from energy_pipelines.defs.ingestion.assets import load_landing_files
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.load.reconcile import reconcile_run
 from tests.conftest import query
-from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
+from tests.helpers import METER_HEADER, VEHICLE_HEADER, scans_of_day, write_csv
 
 
 def _run_config(landing: Path) -> dict:
@@ -203,26 +202,6 @@ def test_reconcile_check_runs_without_loading(
     assert (landing / "meter" / "m.csv").exists()
 
 
-def _older_day_scans(db) -> int:  # type: ignore[no-untyped-def]
-    """Scans of day 2026-02-10's tables so far, once every other session of the database has
-    ended (a session's statistics are published when it ends)."""
-    for _ in range(100):
-        others = query(
-            db,
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        if others == [(0,)]:
-            break
-        time.sleep(0.05)
-    [(scans,)] = query(
-        db,
-        "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)::bigint"
-        " FROM pg_stat_user_tables WHERE relname LIKE 'meter_readings_history_p20260210%'",
-    )
-    return int(scans)
-
-
 def test_loading_a_day_reads_no_partition_of_an_older_day(
     db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,10 +218,10 @@ def test_loading_a_day_reads_no_partition_of_an_older_day(
 
     write_csv(landing, "meter", "d1.csv", METER_HEADER, ["m-1,0.5,230,2026-02-10T10:30:00Z"])
     assert load().success
-    before = _older_day_scans(db)
+    before = scans_of_day(db, "20260210")
     write_csv(landing, "meter", "d2.csv", METER_HEADER, ["m-1,0.7,230,2026-02-11T10:30:00Z"])
     result = load()
     assert result.success
     [meter] = result.asset_materializations_for_node("load_landing_files")
     assert "2026-02-11 10:30:00" in meter.metadata["preview"].value
-    assert _older_day_scans(db) == before
+    assert scans_of_day(db, "20260210") == before

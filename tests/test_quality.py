@@ -3,7 +3,6 @@ numbers worked out by hand beside each test, and one refresh of loaded files in 
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +22,7 @@ from energy_pipelines.analytics.quality_db import refresh_quality_day
 from energy_pipelines.analytics.quality_fold import TOP_K, StreamQuality, empty_state, fold
 from energy_pipelines.settings import QualityRules, Settings
 from tests.conftest import query
+from tests.helpers import scans_of_day
 from tests.test_hot_and_daily import load
 
 DAY = date(2026, 2, 11)
@@ -283,22 +283,6 @@ def _quality(db, day: date) -> dict[str, dict]:  # type: ignore[no-untyped-def]
     return {r[0]: dict(zip(names, r, strict=True)) for r in rows}
 
 
-def _scans_of_day_before(db) -> int:  # type: ignore[no-untyped-def]
-    """Scans of the day before's history tables, once other sessions have ended (a session
-    publishes its statistics when it ends)."""
-    for _ in range(100):
-        others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        if query(db, others + " AND pid <> pg_backend_pid()") == [(0,)]:
-            break
-        time.sleep(0.05)
-    [(scans,)] = query(
-        db,
-        "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)::bigint"
-        " FROM pg_stat_user_tables WHERE relname LIKE 'meter_readings_history_p20260210%'",
-    )
-    return int(scans)
-
-
 def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next_day(
     db, database_url: str, settings: Settings
 ) -> None:
@@ -310,9 +294,9 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
     vehicle = [(50, 0.1), (51, 0.1), (50.5, 0.1), (50.0, 0.0)]  # SoC falls while charging once
     rows = [f"v-1,{soc},{dc},25,{at(10, i).isoformat()}" for i, (soc, dc) in enumerate(vehicle)]
     load(db, settings, "vehicle", rows)
-    scans = _scans_of_day_before(db)
+    scans = scans_of_day(db, "20260210")
     first = refresh_quality_day(db, database_url, DAY, settings)
-    assert _scans_of_day_before(db) == scans  # only the day's partitions are read
+    assert scans_of_day(db, "20260210") == scans  # only the day's partitions are read
     assert (first.rows, first.readings_read) == ({"meter": 1, "vehicle": 1}, 54)
     m = _quality(db, DAY)["m-1"]
     # Expected from 00:00 (it reported the day before) to 02:29: 150 intervals, 50 received;

@@ -159,7 +159,7 @@ class DayResult:
     insufficient: list[tuple[str, float | None]]
 
 
-def _lock_day(cur: Any, table: str, day: date) -> None:
+def lock_day(cur: Any, table: str, day: date) -> None:
     """Two runs materializing the same day take turns instead of colliding on the key."""
     cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (f"{table}:{day.isoformat()}",))
 
@@ -168,7 +168,7 @@ def materialize_vehicle_day(conn: Connection, day: date, rules: EvidenceRules) -
     start, end = _day_bounds(day)
     cadence = rules.cadence_minutes
     with conn.cursor() as cur:
-        _lock_day(cur, "daily_vehicle_efficiency", day)
+        lock_day(cur, "daily_vehicle_efficiency", day)
         cur.execute("DELETE FROM daily_vehicle_efficiency WHERE day = $1", (day,))
         cur.execute(_VEHICLE_HOURS_SQL.format(bits=_bits(cadence)), (start, end, cadence))
         cur.execute(_METER_HOURS_SQL.format(bits=_bits(cadence)), (start, end, cadence))
@@ -201,7 +201,7 @@ def materialize_vehicle_day(conn: Connection, day: date, rules: EvidenceRules) -
 
 def materialize_meter_day(conn: Connection, day: date) -> int:
     with conn.cursor() as cur:
-        _lock_day(cur, "daily_meter_usage", day)
+        lock_day(cur, "daily_meter_usage", day)
         cur.execute("DELETE FROM daily_meter_usage WHERE day = $1", (day,))
         cur.execute(_METER_HOURS_SQL.format(bits="minutes"), (*_day_bounds(day), 1))
         cur.execute(_METER_DAY_SQL, (day,))

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from energy_pipelines.analytics.binary_copy import copy_columns, readings_by_device
-from energy_pipelines.analytics.daily import _lock_day
+from energy_pipelines.analytics.daily import lock_day
 from energy_pipelines.analytics.quality import (
     StreamQuality,
     exact_spikes,
@@ -350,7 +350,7 @@ def refresh_quality_day(
     started = time.perf_counter()
     with conn.cursor() as cur:
         # Two refreshes of one day take turns: each folds on the fold the other stored.
-        _lock_day(cur, "daily_device_quality", day)
+        lock_day(cur, "daily_device_quality", day)
         refreshes = asyncio.run(_refresh_streams(url, day, settings))
         write_quality_day(conn, day, refreshes)
     conn.commit()

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
+from energy_pipelines.transform.readings import minute_bit, utc_hour
 
 STAGING_TABLE = "staging_rows"
 # The ADBC driver encodes one record batch, then sends it: in batches this size, PostgreSQL
@@ -183,18 +184,14 @@ def _maybe_stored(cur: Any, stream: Stream, rows: pa.Table) -> pa.ChunkedArray:
     keyed = (
         pl.from_arrow(rows.select([device, "ts"]))
         .lazy()
-        .with_columns(
-            (pl.col("ts").dt.epoch("us") // 3_600_000_000).alias("hour_no"),
-            (pl.col("ts").dt.epoch("us") // 60_000_000 % 60).alias("minute"),
-        )
+        .with_columns(utc_hour(pl.col("ts")).alias("hour"), minute_bit(pl.col("ts")).alias("bit"))
     )
-    hours = keyed.select(device, "hour_no").unique().collect()
+    hours = keyed.select(device, "hour").unique().collect()
     cur.adbc_ingest(_HOUR_KEYS_TABLE, hours.to_arrow(), mode="replace", temporary=True)
     table, dev = _ident(HOURLY_TOTALS_TABLES[stream.name]), _ident(device)
     cur.execute(
-        f"SELECT k.{dev}, k.hour_no, t.minutes FROM pg_temp.{_HOUR_KEYS_TABLE} k"
-        f" JOIN {table} t ON t.{dev} = k.{dev}"
-        " AND t.hour = to_timestamp(k.hour_no * 3600)"
+        f"SELECT k.{dev}, k.hour, t.minutes FROM pg_temp.{_HOUR_KEYS_TABLE} k"
+        f" JOIN {table} t ON t.{dev} = k.{dev} AND t.hour = k.hour"
     )
     stored = pl.from_arrow(cur.fetch_arrow_table())
     assert isinstance(stored, pl.DataFrame)
@@ -203,18 +200,12 @@ def _maybe_stored(cur: Any, stream: Stream, rows: pa.Table) -> pa.ChunkedArray:
     flags = (
         # The flags line up with the rows only if the join keeps the rows' order.
         keyed.join(
-            stored.lazy().cast({"hour_no": pl.Int64}),
-            on=[device, "hour_no"],
+            stored.lazy().cast({"hour": pl.Datetime("us", "UTC")}),
+            on=[device, "hour"],
             how="left",
             maintain_order="left",
         )
-        .select(
-            (
-                pl.col("minutes").fill_null(0).cast(pl.Int64)
-                & pl.lit(2, pl.Int64).pow(pl.col("minute"))
-            )
-            != 0
-        )
+        .select((pl.col("minutes").fill_null(0).cast(pl.Int64) & pl.col("bit")) != 0)
         .collect()
         .to_series()
     )

@@ -167,20 +167,27 @@ _MICROS_PER_MINUTE = 60_000_000
 _MICROS_PER_HOUR = 60 * _MICROS_PER_MINUTE
 
 
+# Integer arithmetic on epoch microseconds: flooring tz-aware values goes through the zone rules
+# and is many times slower.
+def utc_hour(ts: pl.Expr) -> pl.Expr:
+    """The start of the reading's UTC hour: the hourly totals' `hour` (sql/014)."""
+    micros = ts.dt.epoch("us")
+    return (micros // _MICROS_PER_HOUR * _MICROS_PER_HOUR).cast(pl.Datetime("us", "UTC"))
+
+
+def minute_bit(ts: pl.Expr) -> pl.Expr:
+    """The reading's bit in its hour's `minutes` bitmap: bit k for minute k (sql/014)."""
+    return pl.lit(2, pl.Int64).pow(ts.dt.epoch("us") // _MICROS_PER_MINUTE % 60)
+
+
 def hourly_totals(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
     """One row per device and UTC hour of the rows a load inserted: what it adds to the stream's
     hourly totals table (sql/014_hourly_evidence.sql), with the bitmap of minutes that reported
     (bit k for minute k of the hour)."""
     device = stream.key[0]
-    # Integer arithmetic on epoch microseconds: flooring tz-aware values goes through the zone
-    # rules and is many times slower.
-    micros = pl.col("ts").dt.epoch("us")
     return (
         inserted.with_columns(
-            (micros // _MICROS_PER_HOUR * _MICROS_PER_HOUR)
-            .cast(pl.Datetime("us", "UTC"))
-            .alias("hour"),
-            pl.lit(2, pl.Int64).pow(micros // _MICROS_PER_MINUTE % 60).alias("minute_bit"),
+            utc_hour(pl.col("ts")).alias("hour"), minute_bit(pl.col("ts")).alias("minute_bit")
         )
         .group_by(device, "hour")
         .agg(_HOURLY_TOTALS[stream.name]())
