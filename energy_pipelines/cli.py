@@ -95,7 +95,7 @@ def run_ingest(
 
     from energy_pipelines.defs import defs
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
-    from energy_pipelines.load.manifest import manifest_rows_for_run
+    from energy_pipelines.load.manifest import run_report
 
     # Dagster's definitions are a large, long-lived object graph: frozen, the cyclic garbage
     # collector stops re-scanning it during the run and at exit (bench: about 1.5 s at exit).
@@ -114,19 +114,29 @@ def run_ingest(
     )
     url = resolve_database_url(settings)
     with connect(url) as conn:
-        rows = manifest_rows_for_run(conn, result.run_id)
+        report = run_report(conn, result.run_id)
     print(f"run {result.run_id} on {redact_url(url)}")
-    if not rows:
+    if not report.files:
         print("no settled files were waiting in", settings.landing_dir)
-    for row in rows:
+    for row in report.listed:
         counts = ", ".join(f"{c.removeprefix('rows_')} {row[c]}" for c in COUNT_COLUMNS)
         print(
             f"{row['status']:<17} {row['path']}: {counts}"
             + (f" -- {row['error']}" if row["error"] else "")
         )
-    if rows:
-        totals = {c: sum(r[c] for r in rows) for c in COUNT_COLUMNS}
-        print("total: " + ", ".join(f"{c.removeprefix('rows_')} {v}" for c, v in totals.items()))
+    if report.files > len(report.listed):
+        unlisted_looks = report.need_a_look - sum(r["needs_a_look"] for r in report.listed)
+        print(
+            f"... {report.files - len(report.listed)} more files not listed, of which"
+            f" {unlisted_looks} need a look (every file is in the ingested_files manifest)"
+        )
+    if report.files:
+        totals = report.totals.items()
+        print(
+            "total: "
+            + ", ".join(f"{c.removeprefix('rows_')} {v}" for c, v in totals)
+            + f" ({report.files} files)"
+        )
     left = _files_left(settings)
     if left:
         print(f"{left} files still wait in landing (not settled yet, or arrived during the run)")
@@ -141,7 +151,7 @@ def run_ingest(
         if stats_json:
             stats = {
                 "seconds": round(time.perf_counter() - started, 3),
-                "rows_read": sum(r["rows_read"] for r in rows),
+                "rows_read": report.totals["rows_read"],
                 "stage_seconds": _stage_seconds(result, daily_seconds),
                 # ru_maxrss is in KiB on Linux.
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -42,10 +42,10 @@ from energy_pipelines.load.history import (
 )
 from energy_pipelines.load.manifest import (
     ManifestRow,
+    allocate_file_ids,
     find_loaded_many,
     insert_manifest_rows,
     lock_stream,
-    update_counts_many,
 )
 from energy_pipelines.settings import Settings
 from energy_pipelines.transform.batch import (
@@ -229,8 +229,9 @@ def _screen(
     return to_load, healed, skipped, rejected
 
 
-def _write_group(cur: Any, stream: Stream, group: _Group) -> pl.DataFrame:
-    """Write one prepared group in the batch's transaction; its per-file counts."""
+def _write_group(cur: Any, stream: Stream, group: _Group) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Write one prepared group's readings in the batch's transaction; its per-file counts and
+    its quarantined rows (written once the files' manifest rows exist)."""
     origin = group.combined.origin
     ids = pl.Series(group.file_ids, dtype=pl.Int64)
     row_file_ids = origin.select(
@@ -255,10 +256,10 @@ def _write_group(cur: Any, stream: Stream, group: _Group) -> pl.DataFrame:
         add_hourly_totals(cur, stream, hourly_totals(inserted, stream))
     crash_point("after_history_insert")
     stored = _stored_rows(written)
-    write_rejected_rows(cur, _rejected_rows(group, written.conflicts, stream, row_file_ids))
-    return counts_per_file(
+    counts = counts_per_file(
         origin, prepared.rejects, prepared.unique[ROW_NUMBER], stored, len(group.entries)
     )
+    return counts, _rejected_rows(group, written.conflicts, stream, row_file_ids)
 
 
 def _stored_rows(written: Any) -> pl.DataFrame:
@@ -385,16 +386,19 @@ def _commit_batch(
         members = [e for g in groups for e in g.entries]
         if any(e.sha256 in loaded for e in members):
             raise _BatchChanged("a file of the batch was loaded by another run meanwhile")
-        manifests = _insert_loaded_rows(cur, stream, run_id, at, groups)
+        manifests = _loaded_rows(cur, stream, run_id, at, groups)
+        rejected_rows = []
         for group in groups:
-            counts = _write_group(cur, stream, group)
+            counts, rejected = _write_group(cur, stream, group)
+            rejected_rows.append(rejected)
             for index, row in enumerate(counts.iter_rows(named=True)):
                 manifest = manifests[group.file_ids[index]]
                 manifest.rows_read, manifest.rows_loaded = row["read"], row["loaded"]
                 manifest.rows_rejected, manifest.rows_duplicate = row["rejected"], row["duplicate"]
                 manifest.rows_conflicting = row["conflicting"]
-        if manifests:
-            update_counts_many(cur, manifests)
+        insert_manifest_rows(cur, list(manifests.values()), list(manifests))
+        for rejected in rejected_rows:
+            write_rejected_rows(cur, rejected)
         by_sha = {m.sha256: (i, m.path) for i, m in manifests.items()}
         _, healed, skipped, rejected = _screen(entries, loaded)
         others = _insert_other_rows(cur, stream, run_id, at, loaded, by_sha, skipped, rejected)
@@ -423,10 +427,11 @@ def _commit_batch(
     return outcomes
 
 
-def _insert_loaded_rows(
+def _loaded_rows(
     cur: Any, stream: Stream, run_id: str | None, at: datetime, groups: list[_Group]
 ) -> dict[int, ManifestRow]:
-    """The manifest rows of the files to load (counts follow once written); file_id -> row."""
+    """The manifest rows of the files to load, under file ids drawn now (the rows are inserted
+    once their counts are known); file_id -> row, ascending."""
     rows: list[ManifestRow] = []
     for group in groups:
         ranges = {r[FILE_INDEX]: r for r in _ranges_per_file(group).iter_rows(named=True)}
@@ -438,7 +443,7 @@ def _insert_loaded_rows(
                 manifest.min_ts, manifest.max_ts = ranges[index]["min_ts"], ranges[index]["max_ts"]
                 manifest.days_touched = ranges[index]["days"]
             rows.append(manifest)
-    ids = insert_manifest_rows(cur, rows)
+    ids = allocate_file_ids(cur, len(rows))
     position = 0
     for group in groups:
         group.file_ids = ids[position : position + len(group.entries)]

@@ -23,6 +23,14 @@ def float_env(name: str, default: float, minimum: float | None = None) -> float:
     return value
 
 
+def _choice_env(name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` from the environment (the first is the default)."""
+    raw = (os.environ.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise ValueError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class ValidationLimits:
     """Bounds a reading must respect; everything outside is quarantined with the rule it broke."""
@@ -121,6 +129,11 @@ class Settings:
     state_dir: Path
     settle_seconds: float = 5.0
     max_files_per_run: int = 5000
+    # Streams load in worker processes ("processes"), on threads ("threads"), or "auto":
+    # processes on a machine of 4 or more cores when two streams each have process_min_files
+    # files waiting (ingest_streams.py).
+    stream_workers: str = "auto"
+    process_min_files: int = 500
     limits: ValidationLimits = field(default_factory=ValidationLimits)
     file_limits: FileLimits = field(default_factory=FileLimits)
     # Efficiency below evidence.fault_threshold is flagged fault_suspected, on paired evidence.
@@ -143,6 +156,8 @@ class Settings:
             state_dir=state_dir,
             settle_seconds=float_env("ENERGY_SETTLE_SECONDS", 5.0),
             max_files_per_run=int(float_env("ENERGY_MAX_FILES_PER_RUN", 5000, minimum=1)),
+            stream_workers=_choice_env("ENERGY_STREAM_WORKERS", ("auto", "threads", "processes")),
+            process_min_files=int(float_env("ENERGY_PROCESS_MIN_FILES", 500, minimum=1)),
             file_limits=FileLimits(
                 max_file_bytes=int(float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
                 max_decompressed_bytes=int(float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),

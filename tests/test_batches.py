@@ -321,3 +321,38 @@ def test_the_run_shows_files_that_need_a_look_first_and_bounds_the_rest() -> Non
     assert [o.manifest.path for o in shown[:2]] == ["meter/x.csv", "meter/y.csv"]
     assert len(shown) == _TABLE_FILES
     assert [_needs_a_look(o) for o in (clean[0], *odd)] == [False, True, True]
+
+
+def test_streams_loaded_in_worker_processes_count_every_file_like_threads(
+    db, env: dict, landing: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    simulate(source, 12, 12, datetime(2026, 2, 11, 10, tzinfo=UTC), 20)
+    cut_into_gateways(source, landing, Layout("g3x1", gateways=3, file_minutes=1), "parquet")
+    # A bad file in each stream: quarantined alone, in its worker process.
+    (landing / "meter" / "gw-000" / "broken.parquet").write_bytes(b"PAR1 not parquet")
+    (landing / "vehicle" / "gw-000" / "broken.parquet").write_bytes(b"PAR1 not parquet")
+    workers = {**env, "ENERGY_STREAM_WORKERS": "processes"}
+    done = cli("ingest", env=workers)
+    assert done.returncode == 0, done.stderr
+    assert query(
+        db,
+        "SELECT stream, status, count(*), sum(rows_read)::bigint, sum(rows_loaded)::bigint"
+        " FROM ingested_files WHERE stream <> 'correlation' GROUP BY 1, 2 ORDER BY 1, 2",
+    ) == [
+        ("meter", "loaded", 3 * 20, 12 * 20, 12 * 20),
+        ("meter", "quarantined", 1, 0, 0),
+        ("vehicle", "loaded", 3 * 20, 12 * 20, 12 * 20),
+        ("vehicle", "quarantined", 1, 0, 0),
+    ]
+    assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(12 * 20,)]
+    # A run of more than 100 files lists the files that need a look, and counts the rest.
+    assert "quarantined       meter/gw-000/broken.parquet" in done.stdout
+    assert "loaded            meter/gw-000/" not in done.stdout
+    assert f"... {2 * 3 * 20 + 1} more files not listed, of which 0 need a look" in done.stdout
+    [(files, read)] = query(db, "SELECT count(*), sum(rows_read)::bigint FROM ingested_files")
+    assert files == 2 * (3 * 20 + 1) + 1  # the correlation file too
+    assert f"total: read {read}, loaded {read}, rejected 0, duplicate 0, conflicting 0" in (
+        done.stdout
+    )
+    assert f"({files} files)" in done.stdout

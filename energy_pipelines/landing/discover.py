@@ -102,3 +102,15 @@ def find_waiting_files(
 def sha256_of(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def count_data_files(landing_root: Path, stream: Stream) -> int:
+    """Data files under the stream's folder, settled or not: names only, no stat per file, so a
+    caller can size its work before listing the files for real."""
+    count = 0
+    for _folder, dir_names, file_names in os.walk(landing_root / stream.name, followlinks=False):
+        dir_names[:] = [d for d in dir_names if not is_ignored_name(d)]
+        count += sum(
+            1 for name in file_names if not is_ignored_name(name) and is_data_file_name(name)
+        )
+    return count

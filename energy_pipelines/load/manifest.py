@@ -120,10 +120,47 @@ def update_counts(cur: Any, file_id: int, row: ManifestRow) -> None:
     )
 
 
-def manifest_rows_for_run(conn: Connection, run_id: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did to its files: totals, and the rows worth printing."""
+
+    files: int
+    # Files not loaded, or loaded with rejected or conflicting rows.
+    need_a_look: int
+    totals: dict[str, int]
+    listed: list[dict[str, Any]]
+
+
+_COUNTS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "rows_conflicting")
+
+
+def run_report(conn: Connection, run_id: str, list_all_up_to: int = 100) -> RunReport:
+    """Every file of the run when it handled at most `list_all_up_to`, else the files that
+    need a look (not loaded, or with rejected or conflicting rows), at most that many: a run of
+    thousands of gateway files prints what matters, and the manifest keeps every file."""
+    sums = ", ".join(f"coalesce(sum({c}), 0)::bigint" for c in _COUNTS)
     with conn.cursor() as cur:
-        cur.execute("SELECT * FROM ingested_files WHERE run_id = $1 ORDER BY file_id", (run_id,))
-        return cur.fetch_arrow_table().to_pylist()
+        cur.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {_NEEDS_A_LOOK}), {sums}"
+            " FROM ingested_files WHERE run_id = $1",
+            (run_id,),
+        )
+        files, look, *totals = cur.fetchone()
+        cur.execute(
+            f"SELECT *, {_NEEDS_A_LOOK} AS needs_a_look FROM ingested_files"
+            f" WHERE run_id = $1 AND (NOT $2 OR {_NEEDS_A_LOOK})"
+            " ORDER BY file_id LIMIT $3",
+            (run_id, files > list_all_up_to, list_all_up_to),
+        )
+        listed = cur.fetch_arrow_table().to_pylist()
+    conn.rollback()
+    counts = dict(zip(_COUNTS, map(int, totals), strict=True))
+    return RunReport(int(files), int(look), counts, listed)
+
+
+_NEEDS_A_LOOK = (
+    "(status <> 'loaded' OR rows_rejected > 0 OR rows_conflicting > 0 OR error IS NOT NULL)"
+)
 
 
 def find_loaded_many(cur: Any, stream: str, sha256s: list[str]) -> dict[str, LoadedFile]:
@@ -166,22 +203,45 @@ _RECORD_COLUMNS = """
 """
 
 
-def insert_manifest_rows(cur: Any, rows: list[ManifestRow]) -> list[int]:
-    """Insert several manifest rows in one statement; their file_ids, in the rows' order."""
+def allocate_file_ids(cur: Any, count: int) -> list[int]:
+    """`count` new file ids, ascending, drawn from the manifest's own identity sequence: a
+    batch writes its rows under them first and inserts its manifest rows, counts and all,
+    once those are known."""
+    if count == 0:
+        return []
+    cur.execute(
+        "SELECT nextval(pg_get_serial_sequence('ingested_files', 'file_id'))"
+        " FROM generate_series(1, $1)",
+        (count,),
+    )
+    return sorted(int(row[0]) for row in cur.fetchall())
+
+
+def insert_manifest_rows(
+    cur: Any, rows: list[ManifestRow], file_ids: list[int] | None = None
+) -> list[int]:
+    """Insert several manifest rows in one statement; their file_ids, in the rows' order
+    (`file_ids` when given, from allocate_file_ids; new ones otherwise)."""
     if not rows:
         return []
-    records = [{**_row_json(row), "ordinal": n} for n, row in enumerate(rows)]
+    ordinals = file_ids if file_ids is not None else range(len(rows))
+    records = [{**_row_json(row), "ordinal": n} for n, row in zip(ordinals, rows, strict=True)]
+    # With ids of their own, the rows carry them (`ordinal`); else identity values are drawn
+    # in insertion order, which follows `ordinal`.
+    override = "OVERRIDING SYSTEM VALUE" if file_ids is not None else ""
+    id_column = "file_id, " if file_ids is not None else ""
+    id_value = "ordinal, " if file_ids is not None else ""
     cur.execute(
         f"""
         WITH inserted AS (
             INSERT INTO ingested_files (
-                stream, path, sha256, size_bytes, status, rows_read, rows_loaded, rows_rejected,
-                rows_duplicate, rows_conflicting, min_ts, max_ts, days_touched, extra_columns,
-                error, started_at, run_id
-            )
-            SELECT stream, path, sha256, size_bytes, status, rows_read, rows_loaded,
+                {id_column}stream, path, sha256, size_bytes, status, rows_read, rows_loaded,
+                rows_rejected, rows_duplicate, rows_conflicting, min_ts, max_ts, days_touched,
+                extra_columns, error, started_at, run_id, finished_at
+            ) {override}
+            SELECT {id_value}stream, path, sha256, size_bytes, status, rows_read, rows_loaded,
                    rows_rejected, rows_duplicate, rows_conflicting, min_ts, max_ts,
-                   days_touched, extra_columns, error, started_at, run_id
+                   days_touched, extra_columns, error, started_at, run_id, clock_timestamp()
               FROM json_to_recordset($1::json) AS r({_RECORD_COLUMNS})
              ORDER BY ordinal
             RETURNING file_id
@@ -190,23 +250,4 @@ def insert_manifest_rows(cur: Any, rows: list[ManifestRow]) -> list[int]:
         """,
         (json.dumps(records),),
     )
-    # Identity values are drawn in insertion order, which follows `ordinal`.
     return [int(row[0]) for row in cur.fetchall()]
-
-
-def update_counts_many(cur: Any, rows: dict[int, ManifestRow]) -> None:
-    """update_counts for several files in one statement (file_id -> its row)."""
-    records = [{**_row_json(row), "ordinal": file_id} for file_id, row in rows.items()]
-    cur.execute(
-        f"""
-        UPDATE ingested_files f
-           SET rows_read = r.rows_read, rows_loaded = r.rows_loaded,
-               rows_rejected = r.rows_rejected, rows_duplicate = r.rows_duplicate,
-               rows_conflicting = r.rows_conflicting, min_ts = r.min_ts, max_ts = r.max_ts,
-               days_touched = r.days_touched, extra_columns = r.extra_columns,
-               finished_at = clock_timestamp()
-          FROM json_to_recordset($1::json) AS r({_RECORD_COLUMNS})
-         WHERE f.file_id = r.ordinal
-        """,
-        (json.dumps(records),),
-    )

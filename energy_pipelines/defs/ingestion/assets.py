@@ -1,23 +1,20 @@
 """History assets, one per stream, materialized by one step that loads the streams' waiting
-landing files at the same time (one thread and one PostgreSQL session per stream), each stream
-reconciled on its own thread when it is done."""
+landing files side by side (one PostgreSQL session per stream, on a thread or in a worker
+process: ingest_streams.py), each stream reconciled on its own session when it is done."""
 
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import dagster as dg
 
-from energy_pipelines.contract import STREAM_ORDER, Stream
+from energy_pipelines.contract import STREAM_ORDER, STREAMS, Stream
 from energy_pipelines.defs.ingestion.checks import (
     RECONCILE_SPECS,
     reconcile_check_key,
     reconcile_result,
 )
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
-from energy_pipelines.ingest import FileOutcome, StreamOutcomes, ingest_stream
-from energy_pipelines.load.database import Connection
+from energy_pipelines.ingest import FileOutcome
+from energy_pipelines.ingest_streams import StreamJob, StreamLoad, load_streams
 from energy_pipelines.load.reconcile import Reconciliation, reconcile_run
 
 INGESTION_GROUP = "ingestion"
@@ -77,41 +74,6 @@ def _files_table(outcomes: list[FileOutcome]) -> dg.TableMetadataValue:
     )
 
 
-def _total_loaded(conn: Connection, stream: Stream) -> int:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM ingested_files WHERE stream = $1",
-            (stream.name,),
-        )
-        total = int(cur.fetchone()[0])
-    conn.rollback()
-    return total
-
-
-def _preview(conn: Connection, stream: Stream, outcomes: list[FileOutcome]) -> str:
-    """The first rows of the run's first loaded file."""
-    loaded = [o for o in outcomes if o.file_id and o.manifest.rows_loaded]
-    if not loaded:
-        return "_no rows loaded in this run_"
-    first = loaded[0].manifest
-    # The table name is a contract constant; values travel as parameters. The file's time
-    # range prunes to the partitions holding its rows: without it the scan would read every
-    # older day first, and the run's cost would grow with history.
-    sql, params = f"SELECT * FROM {stream.table} WHERE file_id = $1", (loaded[0].file_id,)
-    if first.min_ts is not None and first.max_ts is not None:
-        sql, params = sql + " AND ts >= $2 AND ts <= $3", (*params, first.min_ts, first.max_ts)
-    with conn.cursor() as cur:
-        cur.execute(sql + " LIMIT 5", params)
-        frame = cur.fetch_polars()
-    conn.rollback()
-    if frame.height == 0:
-        return "_no rows loaded in this run_"
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join([header, rule, *rows])
-
-
 HISTORY_SPECS = {
     stream.name: dg.AssetSpec(
         key=stream.table,
@@ -128,38 +90,6 @@ HISTORY_SPECS = {
 }
 # Asset keys by stream name, for the checks and downstream assets that depend on history.
 HISTORY_ASSETS = {name: spec.key for name, spec in HISTORY_SPECS.items()}
-
-
-@dataclass(frozen=True)
-class StreamLoad:
-    outcomes: StreamOutcomes
-    seconds: float
-    total_loaded: int
-    preview: str
-    # None when the run did not select the stream's reconcile check.
-    reconciliation: Reconciliation | None
-
-
-def _load_stream(
-    energy: EnergyStorage,
-    stream: Stream,
-    run_id: str,
-    paths: list[str] | None,
-    reconcile: bool,
-) -> StreamLoad:
-    """Load the stream's files, then, on the same session, read what the asset's metadata
-    and its reconcile check report."""
-    started = time.perf_counter()
-    with energy.connection() as conn:
-        outcomes = ingest_stream(conn, stream, energy.settings(), run_id, paths)
-        seconds = time.perf_counter() - started
-        return StreamLoad(
-            outcomes,
-            seconds,
-            total_loaded=_total_loaded(conn, stream),
-            preview=_preview(conn, stream, outcomes),
-            reconciliation=reconcile_run(conn, stream, run_id) if reconcile else None,
-        )
 
 
 def _reconcile_only(energy: EnergyStorage, stream: Stream, run_id: str) -> Reconciliation:
@@ -241,25 +171,17 @@ def load_landing_files(
     checked = {
         s for s in STREAM_ORDER if reconcile_check_key(s) in context.selected_asset_check_keys
     }
-    # Streams never share a lock or a table, so they load in parallel: each thread spends
-    # most of its time in Polars or in PostgreSQL, both of which release the GIL.
-    with ThreadPoolExecutor(max_workers=len(streams) or 1, thread_name_prefix="load") as pool:
-        loads = {
-            s: pool.submit(
-                _load_stream, energy, s, context.run_id, config.for_stream(s), s in checked
-            )
-            for s in streams
-        }
-        failed: list[str] = []
-        for stream in streams:
-            try:
-                load = loads[stream].result()
-            except Exception as error:
-                failed.append(f"{stream.table}: {str(error).strip()}")
-                continue
-            yield _materialization(context, stream, load)
-            if load.reconciliation is not None:
-                yield reconcile_result(stream, load.reconciliation)
+    # Streams never share a lock or a table: they load side by side (ingest_streams.py).
+    jobs = [StreamJob(s.name, config.for_stream(s), s in checked) for s in streams]
+    failed: list[str] = []
+    for job, load in load_streams(energy.settings(), jobs, context.run_id):
+        stream = STREAMS[job.stream]
+        if isinstance(load, Exception):
+            failed.append(f"{stream.table}: {str(load).strip()}")
+            continue
+        yield _materialization(context, stream, load)
+        if load.reconciliation is not None:
+            yield reconcile_result(stream, load.reconciliation)
     for stream in sorted(checked - set(streams), key=STREAM_ORDER.index):
         yield reconcile_result(stream, _reconcile_only(energy, stream, context.run_id))
     if failed:
