@@ -42,20 +42,16 @@ def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = 
     destination = _free_destination(
         Path(os.path.join(landing_root, ARCHIVE_DIR, file.stream, day, within))
     )
-    _make_folder(destination.parent)
-    file.path.rename(destination)
+    try:
+        os.rename(file.path, destination)
+    except FileNotFoundError:
+        # The day's folder is made by the first move into it: a batch archives thousands of
+        # files into the same few folders, and a check per file would cost a stat each.
+        if not file.path.exists():
+            raise
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(file.path, destination)
     return destination
-
-
-_FOLDERS_MADE: set[Path] = set()
-
-
-def _make_folder(folder: Path) -> None:
-    """mkdir -p, once per folder and process: a batch archives thousands of files into the same
-    few folders. A folder removed meanwhile is made again when the move fails."""
-    if folder not in _FOLDERS_MADE or not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        _FOLDERS_MADE.add(folder)
 
 
 def quarantine_file(file: LandingFile, landing_root: Path, reason: str, sha256: str) -> Path:
