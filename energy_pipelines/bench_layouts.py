@@ -16,13 +16,26 @@ from energy_pipelines.bench import BenchSize, cached_files, pipeline_runs
 from energy_pipelines.layouts import Layout, cut_into_gateways
 
 # gateways 0: the simulator's whole-fleet files (hourly, or one file for the whole period).
-DEFAULT_LAYOUTS = (
-    Layout("hourly", 0, 60),
-    Layout("1 gateway x 5-minute files", 1, 5),
-    Layout("50 gateways x 5-minute files", 50, 5),
-    Layout("100 gateways x 1-minute files", 100, 1),
-    Layout("one file for the period", 0, 0),
-)
+# Keyed by the names `bench --layouts --layout KEY` takes.
+LAYOUTS = {
+    "hourly": Layout("hourly", 0, 60),
+    "1x5": Layout("1 gateway x 5-minute files", 1, 5),
+    "50x5": Layout("50 gateways x 5-minute files", 50, 5),
+    "100x1": Layout("100 gateways x 1-minute files", 100, 1),
+    "one-file": Layout("one file for the period", 0, 0),
+}
+DEFAULT_LAYOUTS = tuple(LAYOUTS.values())
+
+
+def chosen_layouts(keys: list[str] | None) -> tuple[Layout, ...]:
+    """The layouts named (every one when none is), the hourly files always first: the others'
+    slowdown is measured against them."""
+    if not keys:
+        return DEFAULT_LAYOUTS
+    unknown = sorted(set(keys) - set(LAYOUTS))
+    if unknown:
+        raise ValueError(f"unknown layout {', '.join(unknown)}: choose from {', '.join(LAYOUTS)}")
+    return tuple(LAYOUTS[k] for k in LAYOUTS if k == "hourly" or k in keys)
 
 
 def layout_files(cache: Path, size: BenchSize, layout: Layout) -> Path:

@@ -282,6 +282,22 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         from energy_pipelines.bench_reads import run_from_args
 
         return run_from_args(resolve_database_url(settings), settings.state_dir / "bench", args)
+    if args.live:
+        from energy_pipelines.bench_live import LiveShape, run_live
+
+        shape = LiveShape(
+            minutes=args.live,
+            gateways=args.gateways,
+            file_minutes=args.file_minutes,
+            meters=args.meters,
+            vehicles=_vehicles(args),
+        )
+        work = settings.state_dir / "bench" / "live"
+        live = run_live(resolve_database_url(settings), work, shape)
+        print(json.dumps(live))
+        if args.json:
+            Path(args.json).write_text(json.dumps(live) + "\n", encoding="utf-8")
+        return 0
     if args.quick:
         size = BenchSize(200, 200, 240, 4, args.format)
     else:
@@ -289,11 +305,11 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             args.meters, _vehicles(args), args.minutes, args.files_per_stream, args.format
         )
     if args.layouts:
-        from energy_pipelines.bench_layouts import DEFAULT_LAYOUTS, run_layouts
+        from energy_pipelines.bench_layouts import chosen_layouts, run_layouts
 
         cache = settings.state_dir / "bench"
         report = run_layouts(
-            resolve_database_url(settings), cache, cache / "work", size, DEFAULT_LAYOUTS
+            resolve_database_url(settings), cache, cache / "work", size, chosen_layouts(args.layout)
         )
         print(json.dumps(report))
         return 0
@@ -476,6 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the same readings as hourly, gateway (1x5, 50x5, 100x1 minutes) and one-file layouts",
     )
+    bench.add_argument(
+        "--layout",
+        action="append",
+        help="--layouts: only this one (hourly, 1x5, 50x5, 100x1, one-file; repeatable)",
+    )
+    bench.add_argument(
+        "--live",
+        type=int,
+        metavar="MINUTES",
+        help="the Dagster daemon with its sensors, fed gateway files at the fleet's rate",
+    )
+    bench.add_argument("--gateways", type=int, default=50, help="--live: gateway folders")
+    bench.add_argument("--file-minutes", type=int, default=1, help="--live: minutes a file")
     bench.add_argument("--reads", action="store_true", help="the 24-hour summary over HTTP instead")
     bench.add_argument("--reuse-db", help="--reads: keep the history in this database, reuse it")
     bench.add_argument("--read-seconds", type=float, default=10.0, help="--reads: per phase")

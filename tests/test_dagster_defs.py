@@ -225,3 +225,12 @@ def test_loading_a_day_reads_no_partition_of_an_older_day(
     [meter] = result.asset_materializations_for_node("load_landing_files")
     assert "2026-02-11 10:30:00" in meter.metadata["preview"].value
     assert scans_of_day(db, "20260210") == before
+
+
+def test_every_job_runs_its_steps_in_the_run_process() -> None:
+    # A step process per asset cost more than the work on the daemon (a Python start each);
+    # the daemon's runs must run like the CLI's, in one process.
+    from energy_pipelines.defs import defs
+
+    for name in ("ingest_job", "daily_analytics_job", "daily_quality_job"):
+        assert defs.resolve_job_def(name).executor_def.name == "in_process", name
