@@ -46,7 +46,6 @@ class LiveShape:
     file_minutes: int = 1
     meters: int = 5000
     vehicles: int = 5000
-    settle_seconds: float = 2.0
     # After the last drop: how long to wait for the pipeline to catch up.
     drain_seconds: float = 360.0
 
@@ -187,7 +186,6 @@ def run_live(server_url: str, work: Path, shape: LiveShape) -> dict[str, Any]:
         "DAGSTER_HOME": str(home),
         "DATABASE_URL": url,
         "ENERGY_LANDING_DIR": str(landing),
-        "ENERGY_SETTLE_SECONDS": str(shape.settle_seconds),
     }
     observed = _Observed()
     daemon = None

@@ -64,7 +64,7 @@ class BatchLimits:
 
     max_files: int = 2000
     max_bytes: int = 64 << 20
-    max_rows: int = 500_000
+    max_rows: int = 100_000
     small_file_rows: int = 50_000
 
 
@@ -169,7 +169,7 @@ class Settings:
             batch_limits=BatchLimits(
                 max_files=int(float_env("ENERGY_BATCH_MAX_FILES", 2000, minimum=1)),
                 max_bytes=int(float_env("ENERGY_BATCH_MAX_MB", 64, minimum=0.001) * 2**20),
-                max_rows=int(float_env("ENERGY_BATCH_MAX_ROWS", 500_000, minimum=1)),
+                max_rows=int(float_env("ENERGY_BATCH_MAX_ROWS", 100_000, minimum=1)),
                 small_file_rows=int(float_env("ENERGY_BATCH_FILE_MAX_ROWS", 50_000, minimum=0)),
             ),
             evidence=EvidenceRules(
