@@ -10,6 +10,7 @@ import pytest
 from energy_pipelines.contract import METER
 from energy_pipelines.defs import defs
 from energy_pipelines.defs.ingestion.assets import load_landing_files
+from energy_pipelines.defs.ingestion.checks import reconcile_check_key
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.load.reconcile import reconcile_run
 from tests.conftest import query
@@ -224,6 +225,33 @@ def test_loading_a_day_reads_no_partition_of_an_older_day(
     assert result.success
     [meter] = result.asset_materializations_for_node("load_landing_files")
     assert "2026-02-11 10:30:00" in meter.metadata["preview"].value
+    assert scans_of_day(db, "20260210") == before
+
+
+def test_reconciling_a_late_file_reads_only_the_hours_of_the_run_files(
+    db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One file from weeks before the others: the reconciliation counts history around each
+    # file, never the days between them.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    def load() -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [load_landing_files],
+            resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
+            selection=dg.AssetSelection.assets(METER.table)
+            | dg.AssetSelection.checks(reconcile_check_key(METER)),
+        )
+
+    write_csv(landing, "meter", "mid.csv", METER_HEADER, ["m-1,0.5,230,2026-02-10T10:30:00Z"])
+    assert load().success
+    before = scans_of_day(db, "20260210")
+    write_csv(landing, "meter", "late.csv", METER_HEADER, ["m-1,0.4,230,2026-01-20T10:30:00Z"])
+    write_csv(landing, "meter", "new.csv", METER_HEADER, ["m-1,0.7,230,2026-02-28T10:30:00Z"])
+    result = load()
+    assert result.success
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rows_reconcile"]
+    assert check.passed and check.metadata["files_checked"].value == 2
     assert scans_of_day(db, "20260210") == before
 
 
