@@ -27,12 +27,8 @@ from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_c
 from energy_pipelines.landing.archive import archive_file, quarantine_file
 from energy_pipelines.landing.discover import LandingFile, sha256_of
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
-from energy_pipelines.landing.read import (
-    ROW_NUMBER,
-    RawFile,
-    read_landing_file,
-    read_parquet_files_at_once,
-)
+from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
+from energy_pipelines.landing.read_many import read_files_at_once
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
     add_hourly_totals,
@@ -107,8 +103,8 @@ def batches_of(
 
 def read_batch(files: list[LandingFile], stream: Stream, settings: Settings) -> list[BatchFile]:
     """Hash and read every file; a file that vanished is skipped (another run took it). The
-    Parquet files of one folder (one gateway, one layout) are read by one call when they can be;
-    any other file, or a folder whose files cannot be read together, one by one."""
+    files of one folder (one gateway, one layout, Parquet or CSV) are read by one call when they
+    can be; any other file, or a folder whose files cannot be read together, one by one."""
     entries: list[BatchFile] = []
     for file in files:
         try:
@@ -122,9 +118,7 @@ def read_batch(files: list[LandingFile], stream: Stream, settings: Settings) -> 
         if entry.error is None:
             folders.setdefault(entry.file.path.parent, []).append(entry)
     for members in folders.values():
-        together = read_parquet_files_at_once(
-            [m.file for m in members], stream, settings.file_limits
-        )
+        together = read_files_at_once([m.file for m in members], stream, settings.file_limits)
         if together is not None:
             for member, raw in zip(members, together, strict=True):
                 member.raw = raw

@@ -244,7 +244,8 @@ def test_gateway_layouts_load_the_same_readings_as_whole_fleet_files(
 
 def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) -> None:
     from energy_pipelines.landing.discover import find_waiting_files
-    from energy_pipelines.landing.read import read_landing_file, read_parquet_files_at_once
+    from energy_pipelines.landing.read import read_landing_file
+    from energy_pipelines.landing.read_many import read_files_at_once
 
     folder = tmp_path / "meter" / "gw-1"
     folder.mkdir(parents=True)
@@ -254,7 +255,7 @@ def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) 
             table = table.slice(0, 0)  # a file without rows
         pq.write_table(table, folder / f"f{n}.parquet")
     files = find_waiting_files(tmp_path, METER, 0)
-    together = read_parquet_files_at_once(files, METER)
+    together = read_files_at_once(files, METER)
     assert together is not None
     for raw, file in zip(together, files, strict=True):
         alone = read_landing_file(file, METER)
@@ -265,10 +266,40 @@ def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) 
     # One file of another layout (snake_case headers): each is read on its own instead.
     table = meter_table().rename_columns(["meter_id", "kwh_consumed_ac", "voltage", "timestamp"])
     pq.write_table(table, folder / "f9.parquet")
-    assert read_parquet_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
     # And a truncated one.
     (folder / "f9.parquet").write_bytes((folder / "f0.parquet").read_bytes()[:40])
-    assert read_parquet_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+
+
+def test_csv_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) -> None:
+    from energy_pipelines.landing.discover import find_waiting_files
+    from energy_pipelines.landing.read import read_landing_file
+    from energy_pipelines.landing.read_many import read_files_at_once
+
+    rows = [f"m-{n},0.{n},23{n},{TS.format(n)}" for n in range(4)]
+    bodies = {
+        "a.csv": rows[:2],
+        "b.csv": [],  # a header without readings
+        "c.csv": [rows[2], "", rows[3], "m-9,not-a-number,230,whenever", ""],  # blank lines
+        "d.csv": [rows[0] + ",extra-value"],  # a row wider than the header
+    }
+    for name, body in bodies.items():
+        write_csv(tmp_path, "meter", f"gw-1/{name}", METER_HEADER, body)
+    files = [f for f in find_waiting_files(tmp_path, METER, 0) if f.path.name != "d.csv"]
+    together = read_files_at_once(files, METER)
+    assert together is not None
+    for raw, file in zip(together, files, strict=True):
+        alone = read_landing_file(file, METER)
+        assert raw.frame.equals(alone.frame), file.relative_path
+        assert raw.frame.schema == alone.frame.schema
+        assert (raw.source_names, raw.extra_columns) == (alone.source_names, alone.extra_columns)
+    # The row too wide for its header: read one by one, where its reason is given.
+    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    # Another header (an extra column) in the folder: one by one.
+    (tmp_path / "meter" / "gw-1" / "d.csv").unlink()
+    write_csv(tmp_path, "meter", "gw-1/e.csv", METER_HEADER + ",firmware", [rows[0] + ",1.2"])
+    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
 
 
 def test_stored_and_new_readings_interleaved_in_a_batch_are_told_apart_exactly(

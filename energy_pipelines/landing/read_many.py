@@ -1,0 +1,127 @@
+"""Many small files of one layout (a gateway's folder) read by one Polars call.
+
+Polars reads the files in parallel without a Python step per file; each file still gets the
+RawFile read_landing_file would give it, row numbers and all. Anything unusual about one file
+(a corrupt file, another layout, a type that needs the careful path) returns None, and the
+caller reads the files one by one, with the checks and the reason that come with that.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from energy_pipelines.contract import Stream
+from energy_pipelines.landing.discover import LandingFile
+from energy_pipelines.landing.read import (
+    _FAST_DTYPES,
+    CSV_MEMORY_FACTOR,
+    PARQUET_MEMORY_FACTOR,
+    ROW_NUMBER,
+    RawFile,
+    _check_csv_headers,
+    _check_parquet_types,
+    _check_size,
+    _header_bytes,
+    _map_columns,
+)
+from energy_pipelines.settings import FileLimits
+
+_SOURCE = "__source_file"
+
+
+def read_files_at_once(
+    files: list[LandingFile], stream: Stream, limits: FileLimits | None = None
+) -> list[RawFile] | None:
+    """The files' RawFiles, in the files' order, when they can be read together; else None."""
+    limits = limits or FileLimits()
+    if len(files) < 2:
+        return None
+    if all(f.format == "parquet" for f in files):
+        return _parquet_at_once(files, stream, limits)
+    if all(f.format == "csv" for f in files):
+        return _csv_at_once(files, stream, limits)
+    return None
+
+
+def _parquet_at_once(
+    files: list[LandingFile], stream: Stream, limits: FileLimits
+) -> list[RawFile] | None:
+    if sum(f.size_bytes for f in files) * PARQUET_MEMORY_FACTOR > limits.memory_budget_bytes:
+        return None
+    try:
+        for file in files:
+            _check_size(file, limits)
+        frame = pl.read_parquet([str(f.path) for f in files], include_file_paths=_SOURCE)
+        mapping, extra = _map_columns([c for c in frame.columns if c != _SOURCE], stream)
+        _check_parquet_types(frame, mapping, stream)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # a corrupt file, differing layouts, a Polars panic: one by one
+        return None
+    for field in stream.fields:
+        dtype = frame.schema[mapping[field.column]]
+        plain = dtype in _FAST_DTYPES
+        utc = isinstance(dtype, pl.Datetime) and dtype.time_zone in (None, "UTC")
+        if not (plain or (field.kind == "timestamp" and utc)):
+            return None
+    numbered = frame.with_columns(_row_numbers())
+    return _per_file(numbered, files, mapping, extra)
+
+
+def _csv_at_once(
+    files: list[LandingFile], stream: Stream, limits: FileLimits
+) -> list[RawFile] | None:
+    """Plain CSV files with byte-identical header rows (UTF-8, no repeated column): every
+    column read as text, as the one-file reader reads it."""
+    if sum(f.size_bytes for f in files) * CSV_MEMORY_FACTOR > limits.memory_budget_bytes:
+        return None
+    try:
+        headers = set()
+        for file in files:
+            _check_size(file, limits)
+            headers.add(_header_bytes(file))
+        if len(headers) != 1:
+            return None
+        header = headers.pop().decode("utf-8")
+        if header.startswith("\ufeff") or not header.strip():
+            return None
+        frame = pl.scan_csv(
+            [str(f.path) for f in files],
+            infer_schema=False,
+            has_header=True,
+            include_file_paths=_SOURCE,
+        ).collect()
+        _check_csv_headers([c for c in frame.columns if c != _SOURCE])
+        mapping, extra = _map_columns([c for c in frame.columns if c != _SOURCE], stream)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # unreadable text, a Polars panic, a bad header: one by one
+        return None
+    # A blank line is no record (row numbers still count it, to match the file).
+    numbered = frame.with_columns(_row_numbers()).filter(
+        ~pl.all_horizontal(pl.exclude(_SOURCE, ROW_NUMBER).is_null())
+    )
+    return _per_file(numbered, files, mapping, extra)
+
+
+def _row_numbers() -> pl.Expr:
+    """1-based row numbers within each file, in the file's order."""
+    return pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(_SOURCE).alias(ROW_NUMBER)
+
+
+def _per_file(
+    frame: pl.DataFrame, files: list[LandingFile], mapping: dict[str, str], extra: list[str]
+) -> list[RawFile]:
+    named = frame.select(
+        pl.col(_SOURCE),
+        pl.col(ROW_NUMBER),
+        *[pl.col(header).alias(column) for column, header in mapping.items()],
+    )
+    parts = named.partition_by(_SOURCE, as_dict=True, include_key=False)
+    raws = []
+    for file in files:
+        part = parts.get((str(file.path),))
+        if part is None:  # a file without rows
+            part = named.clear().drop(_SOURCE)
+        raws.append(RawFile(frame=part, source_names=dict(mapping), extra_columns=list(extra)))
+    return raws
