@@ -327,6 +327,26 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_db_settings(args: argparse.Namespace) -> int:
+    from energy_pipelines.load import server_settings as rules
+
+    machine = rules.this_machine()
+    if args.memory_gb is not None or args.cores is not None:
+        memory = int(args.memory_gb * 2**30) if args.memory_gb else machine.memory_bytes
+        machine = rules.Machine(memory, args.cores or machine.cores)
+    settings = rules.ingest_settings(machine)
+    print(
+        f"-- {machine.memory_bytes / 2**30:.1f} GiB, {machine.cores} cores"
+        if args.format == "alter-system"
+        else f"# {machine.memory_bytes / 2**30:.1f} GiB, {machine.cores} cores"
+    )
+    if args.format == "alter-system":
+        print(rules.as_alter_system(settings))
+    else:
+        print(rules.as_compose_env(settings))
+    return 0
+
+
 def run_db_upgrade(settings: Settings) -> int:
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
     from energy_pipelines.load.migrations import upgrade
@@ -438,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply pending migrations from sql/")
+    db_settings = db_commands.add_parser(
+        "settings", help="PostgreSQL ingest settings for this machine (or another)"
+    )
+    db_settings.add_argument("--memory-gb", type=float, help="default: this machine's memory")
+    db_settings.add_argument("--cores", type=int, help="default: the cores this process may use")
+    db_settings.add_argument(
+        "--format", choices=("alter-system", "compose-env"), default="alter-system"
+    )
 
     def add_simulation_options(p: argparse.ArgumentParser, meters: int, minutes: int) -> None:
         p.add_argument("--meters", type=int, default=meters)
@@ -531,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
             status = run_ingest(_settings(args), args.settle_seconds, args.stats_json)
             gc.freeze()  # what the run left needs no collection pass at exit either
             return status
+        if args.command == "db" and args.db_command == "settings":
+            return run_db_settings(args)
         if args.command == "db":
             return run_db_upgrade(_settings(args))
         if args.command == "performance":

@@ -27,27 +27,16 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
 
 
-# Server settings for bulk ingest (README "Performance"; docker-compose.yml sets the same),
-# measured with `energy-pipelines bench`: shared buffers that hold a day of the original
-# traffic (1.1 GB of rows and 0.56 GB of keys for 14.4 M readings) until its keys are built
-# and it is reconciled; few checkpoints during a load (each one makes the next change of every
-# page write a full image to the WAL), and room to sort a key in memory. One key build per
-# stream runs at the same time as the other stream's, so on 2 cores a build takes no parallel
-# workers; raise max_parallel_maintenance_workers with the core count. Durability stays on.
-INGEST_SETTINGS = {
-    "shared_buffers": "2GB",
-    "max_wal_size": "16GB",
-    "checkpoint_timeout": "30min",
-    "wal_buffers": "64MB",
-    "maintenance_work_mem": "1GB",
-    "max_parallel_maintenance_workers": "0",
-    "work_mem": "64MB",
-}
 _SETTINGS_FILE = "energy_ingest.conf"
 
 
 def _write_ingest_settings(pgdata: Path) -> None:
-    lines = [f"{name} = '{value}'" for name, value in INGEST_SETTINGS.items()]
+    """The machine's ingest settings (load/server_settings.py) in a file postgresql.conf
+    includes; the operator's ALTER SYSTEM (postgresql.auto.conf, read later) wins."""
+    from energy_pipelines.load.server_settings import ingest_settings, this_machine
+
+    settings = ingest_settings(this_machine())
+    lines = [f"{name} = '{value}'" for name, value in settings.items()]
     (pgdata / _SETTINGS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     (pgdata / _SETTINGS_FILE).chmod(0o644)
     conf = pgdata / "postgresql.conf"
