@@ -123,6 +123,7 @@ def run_ingest(
         print(
             f"{row['status']:<17} {row['path']}: {counts}"
             + (f" -- {row['error']}" if row["error"] else "")
+            + "".join(f" -- note: {note}" for note in row.get("notes") or [])
         )
     if rows:
         totals = {c: sum(r[c] for r in rows) for c in COUNT_COLUMNS}

@@ -3,8 +3,15 @@ gateway clock in the future, a full disk, a daily run that never happened, an op
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import shutil
+import subprocess
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,3 +82,166 @@ def test_a_held_loader_lock_fails_ingest_fast_naming_the_holder_and_touches_no_f
     again = cli("ingest", env=env)
     assert again.returncode == 0, again.stderr
     assert query(db, "SELECT status, rows_loaded FROM ingested_files") == [("loaded", 5)]
+
+
+# --- 5. a clock in the future; a writer that goes on after the load ----------------------
+
+
+def test_a_file_dated_in_the_future_settles_by_this_machines_clock_and_says_so(
+    db, env: dict, landing: Path
+) -> None:
+    from energy_pipelines.contract import METER
+    from energy_pipelines.landing.discover import find_waiting_files
+
+    path = write_csv(landing, "meter", "gw-9/a.csv", METER_HEADER, ROWS)
+    ahead = time.time() + 3 * 86400  # a gateway whose clock runs three days ahead
+    os.utime(path, (ahead, ahead))
+    assert find_waiting_files(landing, METER, settle_seconds=5) == []  # not settled yet
+    later = find_waiting_files(landing, METER, settle_seconds=5, now=time.time() + 6)
+    assert [f.relative_path for f in later] == ["meter/gw-9/a.csv"]
+    assert "in the future" in (later[0].clock_note or "")
+
+    time.sleep(1.2)
+    run = cli("ingest", env={**env, "ENERGY_SETTLE_SECONDS": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "note: modification time" in run.stdout and "in the future" in run.stdout
+    assert query(db, "SELECT status, rows_loaded FROM ingested_files") == [("loaded", 5)]
+    notes = query(db, "SELECT note FROM ingested_file_notes")
+    assert len(notes) == 1 and "settled by this machine's inode change time" in notes[0][0]
+
+
+@pytest.mark.parametrize("path_taken", ["batch", "one_by_one"])
+def test_a_file_that_changes_after_its_load_is_noted_in_the_manifest(
+    db, env: dict, landing: Path, path_taken: str
+) -> None:
+    path = write_csv(landing, "meter", "gw-1/a.csv", METER_HEADER, ROWS)
+    run_env = {**env, "ENERGY_PAUSE_AT": "after_commit", "ENERGY_PAUSE_SECONDS": "3"}
+    if path_taken == "one_by_one":
+        run_env["ENERGY_BATCH_FILE_MAX_ROWS"] = "0"
+    running = cli("ingest", env=run_env, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not query(db, "SELECT 1 FROM ingested_files") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with path.open("a", encoding="utf-8") as writer:  # the writer goes on after the load
+            writer.write("m-9,0.5,230,2026-02-11T11:00:00Z\n")
+        out, err = running.communicate(timeout=120)
+    finally:
+        running.kill()
+    assert running.returncode == 0, err
+    assert query(db, "SELECT status, rows_read, rows_loaded FROM ingested_files") == [
+        ("loaded", 5, 5)
+    ]
+    notes = query(db, "SELECT note FROM ingested_file_notes")
+    assert len(notes) == 1 and "changed after it was loaded" in notes[0][0], notes
+    assert "not loaded" in notes[0][0]
+    assert "note: changed after it was loaded" in out
+    archived = list((landing / "_archive" / "meter").rglob("a.csv"))
+    assert len(archived) == 1 and archived[0].read_text().count("\n") == 7
+
+
+# --- 6. a full disk, no inode left: the manifest tells each file's story once -------------
+
+
+@contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("a small tmpfs is mounted only when the tests run as root")
+    path.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mount -t tmpfs failed although root: {mounted.stderr.strip()}")
+    try:
+        for stream in ("meter", "vehicle", "correlation"):
+            (path / stream).mkdir()
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(root: Path, what: str) -> Path:
+    """Use up the filesystem's blocks (`space`) or inodes (`inodes`) in a hidden folder."""
+    filler = root / ".filler"
+    filler.mkdir()
+    try:
+        if what == "space":
+            with (filler / "blob").open("wb") as blob:
+                while True:
+                    blob.write(b"\0" * 65536)
+                    blob.flush()
+        count = 0
+        while True:
+            (filler / str(count)).touch()
+            count += 1
+    except OSError as error:
+        assert error.errno == errno.ENOSPC, error
+    return filler
+
+
+def _paths(root: Path) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".filler" not in p.parts
+    )
+
+
+def _path_env(env: dict, root: Path, path_taken: str) -> dict:
+    changed = {**env, "ENERGY_LANDING_DIR": str(root)}
+    if path_taken == "one_by_one":
+        changed["ENERGY_BATCH_FILE_MAX_ROWS"] = "0"
+    return changed
+
+
+@pytest.mark.parametrize("path_taken", ["batch", "one_by_one"])
+def test_no_inode_left_for_the_archive_leaves_a_loaded_file_in_landing_with_one_row(
+    db, env: dict, tmp_path: Path, path_taken: str
+) -> None:
+    with tmpfs(tmp_path / "small-landing", "size=8m,nr_inodes=64") as root:
+        write_csv(root, "meter", "a.csv", METER_HEADER, ROWS)
+        filler = fill(root, "inodes")
+        run_env = _path_env(env, root, path_taken)
+        full = cli("ingest", env=run_env)
+        assert full.returncode == 0, full.stderr
+        assert query(db, "SELECT status, rows_loaded FROM ingested_files") == [("loaded", 5)]
+        assert _paths(root) == ["meter/a.csv"]
+        assert "could not be moved to the archive" in full.stderr
+        assert "stays in landing" in full.stderr
+
+        shutil.rmtree(filler)
+        again = cli("ingest", env=run_env)
+        assert again.returncode == 0, again.stderr
+        assert query(db, "SELECT status, rows_loaded FROM ingested_files") == [("loaded", 5)]
+        [archived] = _paths(root)
+        assert archived.startswith("_archive/meter/") and archived.endswith("/a.csv")
+
+
+@pytest.mark.parametrize("path_taken", ["batch", "one_by_one"])
+def test_a_full_disk_leaves_a_rejected_file_in_landing_then_quarantines_it_whole(
+    db, env: dict, tmp_path: Path, path_taken: str
+) -> None:
+    with tmpfs(tmp_path / "small-landing", "size=1m") as root:
+        # No kWh column: the whole file is rejected.
+        header, row = "meterId,voltage,timestamp", "m-1,230,2026-02-11T10:00:00Z"
+        write_csv(root, "meter", "a.csv", header, [row])
+        filler = fill(root, "space")
+        run_env = _path_env(env, root, path_taken)
+        full = cli("ingest", env=run_env)
+        assert full.returncode == 0, full.stderr
+        rows = query(db, "SELECT file_id, status FROM ingested_files")
+        assert [status for _, status in rows] == ["quarantined"]
+        # Nothing half-written anywhere: the file where it was, no report, no temporary.
+        assert _paths(root) == ["meter/a.csv"]
+        assert "could not be moved to quarantine" in full.stderr
+        assert "stays in landing" in full.stderr
+
+        shutil.rmtree(filler)
+        again = cli("ingest", env=run_env)
+        assert again.returncode == 0, again.stderr
+        assert query(db, "SELECT file_id, status FROM ingested_files") == rows
+        assert _paths(root) == ["_quarantine/meter/a.csv", "_quarantine/meter/a.csv.error.json"]
+        report = json.loads((root / "_quarantine/meter/a.csv.error.json").read_text())
+        assert "kwh" in report["error"].lower() and report["file"] == "meter/a.csv"
+

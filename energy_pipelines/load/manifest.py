@@ -131,9 +131,16 @@ class ManifestRow:
     days_touched: list[date] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
     error: str | None = None
+    # What the pipeline noticed about the file (ingested_file_notes), written with the row.
+    notes: list[str] = field(default_factory=list)
 
 
 def insert_manifest_row(cur: Any, row: ManifestRow) -> int:
+    """The row's file_id. A rejected file recorded before (same stream, path and content: its
+    move to quarantine failed) keeps its row: the manifest tells its story once."""
+    earlier = _earlier_quarantined(cur, [row])[0]
+    if earlier is not None:
+        return earlier
     cur.execute(
         """
         INSERT INTO ingested_files (
@@ -165,7 +172,51 @@ def insert_manifest_row(cur: Any, row: ManifestRow) -> int:
             row.run_id,
         ),
     )
-    return int(cur.fetchone()[0])
+    file_id = int(cur.fetchone()[0])
+    _insert_notes(cur, [(file_id, note) for note in row.notes])
+    return file_id
+
+
+def _earlier_quarantined(cur: Any, rows: list[ManifestRow]) -> list[int | None]:
+    """Per row: the file_id of the same rejection recorded before, or None."""
+    wanted = [(n, r) for n, r in enumerate(rows) if r.status == "quarantined" and r.sha256 != ""]
+    found: list[int | None] = [None] * len(rows)
+    if not wanted:
+        return found
+    cur.execute(
+        """
+        SELECT w.ordinal, (SELECT min(f.file_id) FROM ingested_files f
+                            WHERE f.stream = w.stream AND f.sha256 = w.sha256
+                              AND f.path = w.path AND f.status = 'quarantined')
+          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+               AS w(ordinal, stream, sha256, path)
+        """,
+        (
+            [n for n, _ in wanted],
+            [r.stream for _, r in wanted],
+            [r.sha256 for _, r in wanted],
+            [r.path for _, r in wanted],
+        ),
+    )
+    for ordinal, file_id in cur.fetchall():
+        found[int(ordinal)] = None if file_id is None else int(file_id)
+    return found
+
+
+def _insert_notes(cur: Any, notes: list[tuple[int, str]]) -> None:
+    if notes:
+        cur.execute(
+            "INSERT INTO ingested_file_notes (file_id, note)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[])",
+            ([i for i, _ in notes], [n for _, n in notes]),
+        )
+
+
+def record_file_note(conn: Connection, file_id: int, note: str) -> None:
+    """A note observed after the file's transaction committed, in a transaction of its own."""
+    with conn.cursor() as cur:
+        _insert_notes(cur, [(file_id, note)])
+    conn.commit()
 
 
 def update_counts(cur: Any, file_id: int, row: ManifestRow) -> None:
@@ -193,8 +244,14 @@ def update_counts(cur: Any, file_id: int, row: ManifestRow) -> None:
 
 
 def manifest_rows_for_run(conn: Connection, run_id: str) -> list[dict[str, Any]]:
+    """The run's manifest rows, each with its notes (a list, maybe empty)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT * FROM ingested_files WHERE run_id = $1 ORDER BY file_id", (run_id,))
+        cur.execute(
+            "SELECT f.*, array(SELECT n.note FROM ingested_file_notes n"
+            "                   WHERE n.file_id = f.file_id ORDER BY n.noted_at) AS notes"
+            "  FROM ingested_files f WHERE f.run_id = $1 ORDER BY f.file_id",
+            (run_id,),
+        )
         return cur.fetch_arrow_table().to_pylist()
 
 
@@ -239,7 +296,19 @@ _RECORD_COLUMNS = """
 
 
 def insert_manifest_rows(cur: Any, rows: list[ManifestRow]) -> list[int]:
-    """Insert several manifest rows in one statement; their file_ids, in the rows' order."""
+    """Insert several manifest rows in one statement; their file_ids, in the rows' order. A
+    rejection recorded before keeps its row (insert_manifest_row)."""
+    if not rows:
+        return []
+    earlier = _earlier_quarantined(cur, rows)
+    new = [row for row, known in zip(rows, earlier, strict=True) if known is None]
+    inserted = iter(_insert_new_rows(cur, new))
+    ids = [next(inserted) if known is None else known for known in earlier]
+    _insert_notes(cur, [(i, note) for i, row in zip(ids, rows, strict=True) for note in row.notes])
+    return ids
+
+
+def _insert_new_rows(cur: Any, rows: list[ManifestRow]) -> list[int]:
     if not rows:
         return []
     records = [{**_row_json(row), "ordinal": n} for n, row in enumerate(rows)]
