@@ -245,3 +245,94 @@ def test_a_full_disk_leaves_a_rejected_file_in_landing_then_quarantines_it_whole
         report = json.loads((root / "_quarantine/meter/a.csv.error.json").read_text())
         assert "kwh" in report["error"].lower() and report["file"] == "meter/a.csv"
 
+
+# --- 3 and 4. the landing sensor: each stream its share; a failed run is retried ----------
+
+
+def _landing_sensor():  # type: ignore[no-untyped-def]
+    from energy_pipelines.defs import defs
+    from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
+
+    return build_landing_sensor(defs.resolve_job_def("ingest_job"))
+
+
+def test_each_stream_gets_its_share_of_a_tick(
+    landing: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from energy_pipelines.defs.resources import EnergyStorage
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ENERGY_MAX_FILES_PER_RUN", "2")
+    for n in range(6):
+        write_csv(landing, "meter", f"m{n}.csv", METER_HEADER, ROWS[:1])
+    write_csv(landing, "vehicle", "v.csv", "vehicleId,soc,kwhDeliveredDc,batteryTemp,timestamp", [])
+    write_csv(landing, "correlation", "c.csv", "meterId,vehicleId", ["m-1,v-1"])
+    energy = EnergyStorage(landing_dir=str(landing), settle_seconds=0)
+    result = _landing_sensor()(dg.build_sensor_context(resources={"energy": energy}))
+    [request] = result.run_requests
+    paths = request.run_config["ops"]["load_landing_files"]["config"]["paths"]
+    assert paths == ["correlation/c.csv", "meter/m0.csv", "meter/m1.csv", "vehicle/v.csv"]
+    assert request.tags["energy/files_waiting_after"] == "4"
+
+
+def test_files_still_waiting_after_a_failed_run_are_requested_again_after_a_back_off(
+    db, landing: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from energy_pipelines.defs import defs
+    from energy_pipelines.defs.resources import EnergyStorage
+    from energy_pipelines.load.database import with_database
+    from energy_pipelines.settings import SensorRetry
+
+    assert [SensorRetry(30, 900).delay(n) for n in (1, 2, 3, 5, 6, 40)] == [
+        30,
+        60,
+        120,
+        480,
+        900,
+        900,
+    ]
+    write_csv(landing, "meter", "gw-1/a.csv", METER_HEADER, ROWS)
+    energy = EnergyStorage(landing_dir=str(landing), settle_seconds=0)
+    sensor = _landing_sensor()
+    job = defs.resolve_job_def("ingest_job")
+    resources = {"resources": {"energy": {"config": {"landing_dir": str(landing)}}}}
+    monkeypatch.setenv("ENERGY_SENSOR_RETRY_SECONDS", "600")
+    with dg.instance_for_test() as instance:
+
+        def tick():  # type: ignore[no-untyped-def]
+            return sensor(dg.build_sensor_context(instance=instance, resources={"energy": energy}))
+
+        def run(request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+            return job.execute_in_process(
+                run_config={**request.run_config, **resources},
+                tags=request.tags,
+                instance=instance,
+                raise_on_error=False,
+            )
+
+        [first] = tick().run_requests
+        # The database is missing while the requested run goes: it fails, the files stay.
+        monkeypatch.setenv("DATABASE_URL", with_database(database_url, "energy_no_such_db"))
+        failed = run(first)
+        assert not failed.success
+        monkeypatch.setenv("DATABASE_URL", database_url)
+
+        waiting = tick()
+        assert isinstance(waiting, dg.SkipReason), waiting
+        message = waiting.skip_message or ""
+        assert f"retrying after failed run {failed.run_id} in " in message
+        assert "attempt 2" in message
+        seconds_left = float(message.split(" in ", 1)[1].split(" s", 1)[0])
+        assert 500 < seconds_left <= 600
+
+        monkeypatch.setenv("ENERGY_SENSOR_RETRY_SECONDS", "0")
+        [again] = tick().run_requests
+        assert again.run_key == f"{first.run_key}-attempt2"
+        assert again.tags["energy/attempt"] == "2"
+        assert run(again).success
+        assert query(db, "SELECT status, rows_loaded FROM ingested_files") == [("loaded", 5)]
+        assert isinstance(tick(), dg.SkipReason)
