@@ -336,3 +336,91 @@ def test_files_still_waiting_after_a_failed_run_are_requested_again_after_a_back
         assert run(again).success
         assert query(db, "SELECT status, rows_loaded FROM ingested_files") == [("loaded", 5)]
         assert isinstance(tick(), dg.SkipReason)
+
+
+# --- 7. the daily sensor's position is its cursor; the watermark follows finished runs -----
+
+
+def test_days_whose_daily_run_never_happened_are_requested_again(
+    db, landing: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from energy_pipelines.analytics.daily import pending_days
+    from energy_pipelines.defs import defs
+    from energy_pipelines.defs.analytics.sensors import build_daily_sensor
+    from energy_pipelines.defs.resources import EnergyStorage
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ENERGY_SENSOR_RETRY_SECONDS", "600")
+    write_csv(landing, "correlation", "c.csv", "meterId,vehicleId", ["m-1,v-1"])
+    write_csv(landing, "meter", "m.csv", METER_HEADER, ["m-1,1.0,230,2026-02-11T10:30:00Z"])
+    write_csv(
+        landing,
+        "vehicle",
+        "v.csv",
+        "vehicleId,soc,kwhDeliveredDc,batteryTemp,timestamp",
+        ["v-1,50,0.9,25,2026-02-11T10:30:00Z", "v-1,51,0.9,25,2026-02-12T10:30:00Z"],
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    loaded = defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config={
+            "resources": {"energy": {"config": {"landing_dir": str(landing), "settle_seconds": 0}}}
+        },
+        instance=instance,
+    )
+    assert loaded.success
+    energy = EnergyStorage(landing_dir=str(landing))
+    sensor = build_daily_sensor(
+        defs.resolve_job_def("daily_analytics_job"), defs.resolve_job_def("daily_quality_job")
+    )
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        return sensor(dg.build_sensor_context(resources={"energy": energy}, cursor=cursor))
+
+    def said(result: dg.SensorResult) -> str:
+        return result.skip_reason.skip_message or "" if result.skip_reason else ""
+
+    def daily_days(result: dg.SensorResult) -> list[str]:
+        return [
+            r.partition_key
+            for r in result.run_requests or []
+            if r.job_name == "daily_analytics_job"
+        ]
+
+    watermark = "SELECT stream, last_file_id FROM daily_analytics_watermarks ORDER BY 1"
+    before = query(db, watermark)
+    first = tick(None)
+    assert daily_days(first) == ["2026-02-11", "2026-02-12"]
+    # The evaluation's result is lost (the daemon stopped, the tick timed out): nothing in
+    # PostgreSQL moved, and the next evaluation asks for the same days.
+    assert query(db, watermark) == before
+    assert daily_days(tick(None)) == ["2026-02-11", "2026-02-12"]
+
+    # Its result kept: no second request while the runs may come; once none is in progress
+    # and the days are still not recomputed, they are asked for again after a back-off.
+    waiting = tick(first.cursor)
+    assert not waiting.run_requests
+    assert "2 requested days are not recomputed" in said(waiting)
+    assert "requesting them again in 600 s" in said(waiting)
+    monkeypatch.setenv("ENERGY_SENSOR_RETRY_SECONDS", "0")
+    retried = tick(waiting.cursor)
+    assert daily_days(retried) == ["2026-02-11", "2026-02-12"]
+    assert all(r.run_key.endswith("-retry1") for r in retried.run_requests)
+
+    # One day's run happens: the vehicle file touched both days, so its stream's watermark
+    # waits for the other one (the pairing's only day so far is done: its stream moves on).
+    daily = defs.resolve_job_def("daily_analytics_job")
+    assert daily.execute_in_process(partition_key="2026-02-11", instance=instance).success
+    behind = (
+        "SELECT w.last_file_id < f.file_id FROM daily_analytics_watermarks w"
+        " JOIN ingested_files f USING (stream) WHERE stream = 'vehicle'"
+    )
+    assert query(db, behind) == [(True,)]
+    assert daily_days(tick(retried.cursor)) == ["2026-02-12"]
+    assert daily.execute_in_process(partition_key="2026-02-12", instance=instance).success
+    assert query(db, watermark) != before
+    assert pending_days(db).days == []
+    done = tick(retried.cursor)
+    assert not done.run_requests
+    assert said(done) == "no loaded files since the last daily refresh"
