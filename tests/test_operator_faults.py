@@ -7,13 +7,16 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from energy_pipelines.load.database import connect
@@ -424,3 +427,152 @@ def test_days_whose_daily_run_never_happened_are_requested_again(
     done = tick(retried.cursor)
     assert not done.run_requests
     assert said(done) == "no loaded files since the last daily refresh"
+
+
+# --- 8. the gateway: no quiet opening to the network; idle and slow connections closed ------
+
+
+def _gateway_env(landing: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    variables = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ENERGY_") and k not in ("PORT", "DATABASE_URL")
+    }
+    variables.update(
+        ENERGY_LANDING_DIR=str(landing),
+        ENERGY_STATE_DIR=str(tmp_path / "state"),
+        ENERGY_GATEWAY_ROLL_SECONDS="3600",
+        **extra,
+    )
+    return variables
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gateway(env: dict[str, str], log: Path, *args: str) -> Iterator[int]:
+    """`energy-pipelines gateway ARGS` as its own process, up; its port."""
+    port = _free_port()
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "energy_pipelines.cli", "gateway", "--port", str(port), *args],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the gateway did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_gateway_refuses_to_listen_beyond_loopback_without_a_token(
+    landing: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "energy_pipelines.cli", "gateway", "--host", "0.0.0.0"]
+    refused = subprocess.run(
+        [*command, "--port", str(port)],
+        env=_gateway_env(landing, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "refusing to listen on 0.0.0.0" in refused.stderr
+    assert "--allow-unauthenticated-remote" in refused.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_the_gateway_opens_to_the_network_only_when_told_and_then_warns_loudly(
+    landing: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "open.log"
+    with gateway(
+        _gateway_env(landing, tmp_path), log, "--host", "0.0.0.0", "--allow-unauthenticated-remote"
+    ):
+        pass
+    assert "WARNING: the gateway listens on 0.0.0.0" in log.read_text()
+    assert "WITHOUT AUTHENTICATION" in log.read_text()
+    quiet = tmp_path / "token.log"
+    with gateway(
+        _gateway_env(landing, tmp_path, ENERGY_GATEWAY_TOKEN="s3cret"), quiet, "--host", "0.0.0.0"
+    ):
+        pass
+    assert "WARNING" not in quiet.read_text()
+
+
+def _closed_after(sock: socket.socket, limit: float) -> float:
+    """Seconds until the server closes the connection (reading and dropping what it sends)."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    while True:
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - started
+        except ConnectionResetError:
+            return time.monotonic() - started
+
+
+def test_idle_and_slow_connections_are_closed_after_their_timeouts(
+    landing: Path, tmp_path: Path
+) -> None:
+    env = _gateway_env(
+        landing,
+        tmp_path,
+        ENERGY_GATEWAY_KEEP_ALIVE_SECONDS="1",
+        ENERGY_GATEWAY_READ_TIMEOUT_SECONDS="2",
+    )
+    with gateway(env, tmp_path / "gw.log") as port:
+        address = ("127.0.0.1", port)
+        # Connects and says nothing.
+        with socket.create_connection(address) as silent:
+            assert 1.5 < _closed_after(silent, 15) < 6
+        # Sends its request head a byte every half second.
+        with socket.create_connection(address) as trickle:
+            started = time.monotonic()
+            with pytest.raises(OSError):
+                for byte in b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-Slow: " + b"a" * 60:
+                    trickle.sendall(bytes([byte]))
+                    time.sleep(0.5)
+                    if time.monotonic() - started > 20:
+                        break
+                trickle.settimeout(1)
+                if not trickle.recv(1):
+                    raise ConnectionResetError("closed")
+            assert time.monotonic() - started < 8
+        # Gets its answer, then stays idle on the kept-alive connection.
+        with socket.create_connection(address) as idle:
+            idle.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            idle.settimeout(5)
+            assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+            assert _closed_after(idle, 15) < 3.5
+        # Announces a body and sends a tenth of it.
+        with socket.create_connection(address) as slow_body:
+            slow_body.sendall(
+                b"POST /v1/ingestion/meter HTTP/1.1\r\nHost: gateway\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"meterId"'
+            )
+            slow_body.settimeout(15)
+            started = time.monotonic()
+            answer = b""
+            while chunk := slow_body.recv(65536):  # until the server closes
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert b"did not arrive within 2 s" in answer
+            assert time.monotonic() - started < 6
