@@ -576,3 +576,43 @@ def test_idle_and_slow_connections_are_closed_after_their_timeouts(
             assert answer.startswith(b"HTTP/1.1 408"), answer
             assert b"did not arrive within 2 s" in answer
             assert time.monotonic() - started < 6
+
+
+# --- Raw quarantined values: reasons and counts for analysts, raw values for their own role --
+
+
+def test_analysts_read_reasons_and_counts_but_not_the_raw_values_sent(
+    db, env: dict, landing: Path, database_url: str
+) -> None:
+    write_csv(
+        landing,
+        "meter",
+        "a.csv",
+        METER_HEADER,
+        ["m-1,0.5,230,2026-02-11T10:00:00Z", "m-2,secret-looking text,230,2026-02-11T10:00:00Z"],
+    )
+    assert cli("ingest", env=env).returncode == 0
+    analyst = connect(as_user(database_url, "energy_analyst"))
+    try:
+        with analyst.cursor() as cur, pytest.raises(Exception, match="permission denied"):
+            cur.execute("SELECT raw_values FROM rejected_rows")
+        analyst.rollback()
+        rows = query(analyst, "SELECT source_path, row_number, column_name FROM v_rejected_rows")
+        assert rows == [("meter/a.csv", 2, "kwhConsumedAc")]
+        counts = query(analyst, "SELECT stream, kind, rows, files FROM v_rejection_counts")
+        assert counts == [("meter", "invalid", 1, 1)]
+        columns = query(
+            analyst,
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name IN ('v_rejected_rows', 'v_rejection_counts')",
+        )
+        assert columns and ("raw_values",) not in columns
+    finally:
+        analyst.close()
+    with db.cursor() as cur:
+        cur.execute("SET ROLE energy_quarantine_reader")
+        cur.execute("SELECT raw_values::text FROM rejected_rows")
+        assert "secret-looking text" in cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM meter_readings_history")  # and what analysts read
+        assert cur.fetchone() == (1,)
+    db.rollback()
