@@ -17,6 +17,9 @@ FILES_TAG = "energy/landing_files"
 ATTEMPT_TAG = "energy/attempt"
 # Earlier runs looked at for one set of files: more attempts than this count as this many.
 _RUNS_LOOKED_AT = 50
+# Dagster's run retries (dagster.yaml): a failed run about to be retried, and its retry.
+_WILL_RETRY_TAG = "dagster/will_retry"
+_AUTO_RETRY_TAG = "dagster/auto_retry_run_id"
 
 
 def build_landing_sensor(job: Any) -> dg.SensorDefinition:
@@ -116,6 +119,9 @@ def _not_yet(earlier: list[Any], retry: SensorRetry, total: int) -> str | None:
         run = going[0].dagster_run
         return f"run {run.run_id} for these {total} files is {run.status.value.lower()}"
     latest = earlier[0]
+    tags = latest.dagster_run.tags
+    if tags.get(_WILL_RETRY_TAG) == "true" and _AUTO_RETRY_TAG not in tags:
+        return f"run {latest.dagster_run.run_id} failed and Dagster's run retry will start it again"
     ended = latest.end_time or latest.update_timestamp.timestamp()
     delay = retry.delay(len(earlier))
     left = ended + delay - time.time()
