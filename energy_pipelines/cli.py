@@ -123,6 +123,7 @@ def run_ingest(
         print(
             f"{row['status']:<17} {row['path']}: {counts}"
             + (f" -- {row['error']}" if row["error"] else "")
+            + "".join(f" -- note: {note}" for note in row.get("notes") or [])
         )
     if report.files > len(report.listed):
         unlisted_looks = report.need_a_look - sum(r["needs_a_look"] for r in report.listed)
@@ -434,7 +435,8 @@ def run_gateway(args: argparse.Namespace) -> int:
     from energy_pipelines.gateway import GatewayConfig, serve
 
     port = args.port if args.port is not None else int(os.environ.get("PORT") or 3000)
-    return serve(args.host, port, GatewayConfig.from_env(_settings(args)))
+    config = GatewayConfig.from_env(_settings(args))
+    return serve(args.host, port, config, args.allow_unauthenticated_remote)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -548,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, help="port (default: $PORT or 3000)")
     gateway.add_argument(
         "--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)"
+    )
+    gateway.add_argument(
+        "--allow-unauthenticated-remote",
+        action="store_true",
+        help="listen beyond loopback without ENERGY_GATEWAY_TOKEN (refused otherwise)",
     )
     return parser
 

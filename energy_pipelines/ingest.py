@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_candidates
-from energy_pipelines.landing.archive import archive_file, quarantine_file
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files, sha256_of
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import (
@@ -31,6 +30,7 @@ from energy_pipelines.landing.read import (
     iter_landing_chunks,
     read_landing_file,
 )
+from energy_pipelines.load.after_commit import archive_loaded, quarantine_rejected
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.errors import blames_the_file
 from energy_pipelines.load.history import (
@@ -208,6 +208,7 @@ def _manifest_for(
         status="loaded",
         started_at=started_at,
         run_id=run_id,
+        notes=file.notes,
     )
 
 
@@ -293,14 +294,14 @@ def ingest_file(
                 manifest.error = f"same content as {already.path}, loaded as file {file_id}"
                 file_id = insert_manifest_row(cur, manifest)
             conn.commit()
-            moved = archive_file(file, settings.landing_dir)
+            moved = archive_loaded(conn, file, file_id, settings.landing_dir)
             if healed:
                 manifest.status = "loaded"
             return FileOutcome(manifest, file_id, moved, healed=healed)
         if prepared is None:
             file_id = insert_manifest_row(cur, manifest)
             conn.commit()
-            moved = quarantine_file(file, settings.landing_dir, manifest.error or "", sha256)
+            moved = quarantine_rejected(file, settings.landing_dir, manifest.error or "", sha256)
             return FileOutcome(manifest, file_id, moved)
 
         manifest.extra_columns = prepared.raw.extra_columns
@@ -348,7 +349,7 @@ def _commit_file(
     if load_started is not None:
         timings["load"] = time.perf_counter() - load_started
     crash_point("after_commit")
-    moved = archive_file(file, settings.landing_dir)
+    moved = archive_loaded(conn, file, file_id, settings.landing_dir)
     return FileOutcome(
         manifest,
         file_id,
@@ -663,9 +664,5 @@ def _quarantine_whole_file(
         lock_stream(cur, stream.name)
         file_id = insert_manifest_row(cur, manifest)
     conn.commit()
-    try:
-        moved: Path | None = quarantine_file(file, settings.landing_dir, reason, sha256)
-    except OSError:
-        log.warning("%s could not be moved to quarantine; it stays in landing", file.relative_path)
-        moved = None
+    moved = quarantine_rejected(file, settings.landing_dir, reason, sha256)
     return FileOutcome(manifest, file_id, moved)

@@ -24,11 +24,11 @@ import pyarrow as pa
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_candidates
-from energy_pipelines.landing.archive import archive_file, quarantine_file
 from energy_pipelines.landing.discover import LandingFile, sha256_of
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
 from energy_pipelines.landing.read_many import read_files_at_once
+from energy_pipelines.load.after_commit import archive_loaded, quarantine_rejected
 from energy_pipelines.load.database import Connection
 from energy_pipelines.load.history import (
     add_hourly_totals,
@@ -163,6 +163,7 @@ def _file_manifest(
         status="loaded",
         started_at=at,
         run_id=run_id,
+        notes=entry.file.notes,
     )
 
 
@@ -407,16 +408,17 @@ def _commit_batch(
     outcomes: list[Any] = []
     files = {e.file.relative_path: e for e in entries}
     for file_id, manifest in manifests.items():
-        moved = _move(files[manifest.path], settings, archive=True)
+        moved = _move(conn, files[manifest.path], file_id, settings, archive=True)
         # The batch's stage seconds go to its first file, so sums over files stay true.
         stages = dict(timings) if not outcomes else {}
         outcomes.append(FileOutcome(manifest, file_id, moved, stage_seconds=stages))
     for entry in healed:
         manifest = _file_manifest(entry, stream, run_id, at)
-        moved = _move(entry, settings, archive=True)
-        outcomes.append(FileOutcome(manifest, loaded[entry.sha256].file_id, moved, healed=True))
+        file_id = loaded[entry.sha256].file_id
+        moved = _move(conn, entry, file_id, settings, archive=True)
+        outcomes.append(FileOutcome(manifest, file_id, moved, healed=True))
     for entry, manifest, file_id in others:
-        moved = _move(entry, settings, archive=manifest.status != "quarantined")
+        moved = _move(conn, entry, file_id, settings, archive=manifest.status != "quarantined")
         outcomes.append(FileOutcome(manifest, file_id, moved))
     return outcomes
 
@@ -472,15 +474,11 @@ def _insert_other_rows(
     return [(e, m, i) for (e, m), i in zip(rows, ids, strict=True)]
 
 
-def _move(entry: BatchFile, settings: Settings, archive: bool) -> Any:
+def _move(
+    conn: Connection, entry: BatchFile, file_id: int, settings: Settings, archive: bool
+) -> Any:
     """Move a handled file out of the waiting area. The manifest is committed already: a move
     that fails leaves the file where it is, and the next run recognises it by its content."""
-    try:
-        if archive:
-            return archive_file(entry.file, settings.landing_dir)
-        return quarantine_file(entry.file, settings.landing_dir, entry.error or "", entry.sha256)
-    except OSError as error:
-        log.warning(
-            "%s could not be moved (%s); it stays in landing", entry.file.relative_path, error
-        )
-        return None
+    if archive:
+        return archive_loaded(conn, entry.file, file_id, settings.landing_dir)
+    return quarantine_rejected(entry.file, settings.landing_dir, entry.error or "", entry.sha256)

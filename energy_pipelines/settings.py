@@ -31,6 +31,31 @@ def _choice_env(name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+# How long a loader waits for its stream's lock (and any other lock inside a file's transaction)
+# before it gives up with a transient error naming the holder. Longer than one file's
+# transaction: a 7.2 M-row file loads in about 36 s (README "Performance").
+DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
+
+
+def lock_timeout_seconds() -> float:
+    """ENERGY_LOCK_TIMEOUT_SECONDS, read where the lock is taken (no Settings reach it)."""
+    return float_env("ENERGY_LOCK_TIMEOUT_SECONDS", DEFAULT_LOCK_TIMEOUT_SECONDS, minimum=0.001)
+
+
+@dataclass(frozen=True)
+class SensorRetry:
+    """When a sensor asks again for work whose run ended without doing it (a failed run, or
+    files still waiting after one): after `base_seconds`, doubling with each attempt, at most
+    `max_seconds` apart."""
+
+    base_seconds: float = 30.0
+    max_seconds: float = 900.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th run that did not do the work (1, 2, ...)."""
+        return min(self.max_seconds, self.base_seconds * 2 ** max(0, min(attempts - 1, 30)))
+
+
 @dataclass(frozen=True)
 class ValidationLimits:
     """Bounds a reading must respect; everything outside is quarantined with the rule it broke."""
@@ -146,6 +171,7 @@ class Settings:
     retention_days: int = 90
     # First UTC day of the daily partitions in Dagster.
     first_day: str = "2020-01-01"
+    sensor_retry: SensorRetry = field(default_factory=SensorRetry)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -188,6 +214,10 @@ class Settings:
             freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
             first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),
             retention_days=int(float_env("ENERGY_RETENTION_DAYS", 90, minimum=0)),
+            sensor_retry=SensorRetry(
+                base_seconds=float_env("ENERGY_SENSOR_RETRY_SECONDS", 30.0, minimum=0.0),
+                max_seconds=float_env("ENERGY_SENSOR_RETRY_MAX_SECONDS", 900.0, minimum=0.0),
+            ),
             limits=ValidationLimits(
                 max_kwh_per_reading=float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
                 max_future_minutes=float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),

@@ -16,7 +16,7 @@ from energy_pipelines.defs import defs
 from energy_pipelines.hot_status.refresh import refresh_status
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.load.database import connect
-from energy_pipelines.load.manifest import stream_lock_key
+from energy_pipelines.load.manifest import stream_lock_holder
 from energy_pipelines.settings import EvidenceRules, Settings
 from tests.conftest import query
 from tests.helpers import (
@@ -108,21 +108,18 @@ PAUSE_IN_LOAD = {"ENERGY_PAUSE_AT": "after_history_insert", "ENERGY_PAUSE_SECOND
 
 def _wait_for_paused_loader(db, database: str, timeout: float = 60) -> int:  # type: ignore[no-untyped-def]
     """The backend of the meter load's transaction, idle at the pause point. Found by the
-    stream's advisory lock, which only that transaction holds (other sessions of the run are
-    idle in transaction for a moment too, and must not be mistaken for it)."""
-    key = stream_lock_key("meter")
+    stream's lock row, which only that transaction holds (other sessions of the run are idle in
+    transaction for a moment too, and must not be mistaken for it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = query(
-            db,
-            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted"
-            " AND l.classid = $2::bigint::oid AND l.objid = $3::bigint::oid"
-            " AND a.datname = $1 AND a.state = 'idle in transaction'",
-            (database, key >> 32, key & 0xFFFFFFFF),
-        )
-        if rows:
-            return int(rows[0][0])
+        try:
+            with db.cursor() as cur:
+                holder = stream_lock_holder(cur, "meter")
+        except Exception:  # the run has not migrated the database yet
+            holder = None
+        db.rollback()
+        if holder is not None and holder.state == "idle in transaction":
+            return holder.pid
         time.sleep(0.2)
     raise AssertionError("the loader never reached the pause point")
 

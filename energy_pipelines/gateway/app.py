@@ -33,6 +33,7 @@ _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    408: "Request Timeout",
     413: "Payload Too Large",
     503: "Service Unavailable",
 }
@@ -51,15 +52,24 @@ def error_response(
     return JSONResponse({**body, **extra}, status_code=status, headers=headers)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it grows past `limit` (chunked bodies have no Content-Length)."""
+class BodyTooSlow(Exception):
+    """The body did not arrive within the read timeout."""
+
+
+async def _read_limited(request: Request, limit: int, timeout: float) -> bytes | None:
+    """The body, or None once it grows past `limit` (chunked bodies have no Content-Length).
+    BodyTooSlow when it has not all arrived `timeout` seconds after the head."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTooSlow from None
     return b"".join(chunks)
 
 
@@ -123,7 +133,14 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return error_response(413, f"the body is larger than {limit} bytes")
-        body = await _read_limited(request, limit)
+        try:
+            body = await _read_limited(request, limit, config.read_timeout_seconds)
+        except BodyTooSlow:
+            return error_response(
+                408,
+                f"the body did not arrive within {config.read_timeout_seconds:g} s",
+                headers={"Connection": "close"},
+            )
         if body is None:
             return error_response(413, f"the body is larger than {limit} bytes")
         try:

@@ -20,6 +20,12 @@ DEFAULT_DB_POOL_SIZE = 4
 DEFAULT_DB_ACQUIRE_TIMEOUT_SECONDS = 30.0
 DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 5.0
 DEFAULT_DB_RETRIES = 3
+# Connections: an idle keep-alive connection is closed after KEEP_ALIVE seconds (uvicorn's
+# timeout_keep_alive); a request's head, and then its body, must each arrive within READ
+# seconds, or the connection is closed (a client that opens connections and sends nothing, or
+# a byte at a time, would otherwise hold them forever).
+DEFAULT_KEEP_ALIVE_SECONDS = 5.0
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class GatewayConfig:
     db_acquire_timeout: float = DEFAULT_DB_ACQUIRE_TIMEOUT_SECONDS
     db_statement_timeout: float = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
     db_retries: int = DEFAULT_DB_RETRIES
+    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
 
     @property
     def landing_dir(self) -> Path:
@@ -65,4 +73,10 @@ class GatewayConfig:
                 0.001,
             ),
             db_retries=int(float_env("ENERGY_GATEWAY_DB_RETRIES", DEFAULT_DB_RETRIES, 0)),
+            keep_alive_seconds=float_env(
+                "ENERGY_GATEWAY_KEEP_ALIVE_SECONDS", DEFAULT_KEEP_ALIVE_SECONDS, 0.001
+            ),
+            read_timeout_seconds=float_env(
+                "ENERGY_GATEWAY_READ_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT_SECONDS, 0.001
+            ),
         )

@@ -54,12 +54,24 @@ def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = 
     return destination
 
 
+class QuarantineIncomplete(Exception):
+    """The file was moved to quarantine but its report could not be written, nor could the
+    file be moved back: it sits at `destination` without its `.error.json`."""
+
+    def __init__(self, message: str, destination: Path) -> None:
+        super().__init__(message)
+        self.destination = destination
+
+
 def quarantine_file(file: LandingFile, landing_root: Path, reason: str, sha256: str) -> Path:
+    """Move a rejected file to _quarantine beside `<name>.error.json`, both or neither: the
+    report is written in full (and flushed to disk) under a hidden name first, then the file and
+    the report are renamed into place. When a step fails (a full disk, no inode left) the steps
+    before it are undone, the file stays in landing and the OSError is raised."""
     destination = _free_destination(
         landing_root / QUARANTINE_DIR / file.stream / _within_stream(file, landing_root)
     )
     destination.parent.mkdir(parents=True, exist_ok=True)
-    file.path.rename(destination)
     report = {
         "file": file.relative_path,
         "stream": file.stream,
@@ -70,5 +82,34 @@ def quarantine_file(file: LandingFile, landing_root: Path, reason: str, sha256: 
         "what_to_do": "Fix the file at its source and drop the corrected file into landing again.",
     }
     error_path = destination.with_name(destination.name + ".error.json")
-    error_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # A hidden name: nothing reads it, and a crash before the rename leaves no half report.
+    pending = destination.with_name(f".{destination.name}.error.json.tmp")
+    try:
+        _write_fully(pending, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        file.path.rename(destination)
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    try:
+        pending.rename(error_path)
+    except OSError as error:
+        pending.unlink(missing_ok=True)
+        try:
+            destination.rename(file.path)
+        except OSError:
+            raise QuarantineIncomplete(
+                f"moved to {destination} but its report could not be written ({error}), "
+                "nor could the file be moved back",
+                destination,
+            ) from error
+        raise
     return destination
+
+
+def _write_fully(path: Path, text: str) -> None:
+    """Write, flush and fsync, so a full disk shows here (a filesystem that allocates late
+    reports it only at the flush), not as an empty or short file later."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())

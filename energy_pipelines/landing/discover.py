@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from energy_pipelines.contract import Stream
@@ -14,6 +15,9 @@ from energy_pipelines.contract import Stream
 DATA_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 # Names that writers use while a file is still being written.
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".crdownload")
+# A modification time further ahead of this machine's clock than this is not believed (a writer
+# with a wrong clock, a copy that kept its source's time): it would never look settled.
+FUTURE_TOLERANCE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,13 @@ class LandingFile:
     size_bytes: int
     modified_at: float
     modified_ns: int = 0
+    # Why the file counts as settled although its modification time lies in the future.
+    clock_note: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """What the manifest notes about the file from its listing."""
+        return [self.clock_note] if self.clock_note else []
 
     def unchanged(self) -> bool:
         """Same size and modification time as when listed: the content read is the content
@@ -83,7 +94,8 @@ def find_waiting_files(
                 continue  # deleted between listing and reading
             if not stat.S_ISREG(info.st_mode):
                 continue
-            if now - info.st_mtime < settle_seconds:
+            changed_at, clock_note = last_change(info, now)
+            if now - changed_at < settle_seconds:
                 continue
             found.append(
                 LandingFile(
@@ -93,10 +105,36 @@ def find_waiting_files(
                     size_bytes=info.st_size,
                     modified_at=info.st_mtime,
                     modified_ns=info.st_mtime_ns,
+                    clock_note=clock_note,
                 )
             )
     found.sort(key=lambda f: f.relative_path)
     return found[:limit] if limit is not None else found
+
+
+def last_change(info: os.stat_result, now: float) -> tuple[float, str | None]:
+    """When the file last changed, by this machine's clock, and a note when its modification
+    time cannot say it. A modification time in the future is replaced by the inode's change
+    time, which this machine's kernel sets on every write, rename or time change; if that too
+    lies ahead (this clock was set back), the file counts as changed settle time ago, so no
+    file waits forever. The checks up to the commit still leave a file that changes for the next
+    run."""
+    if info.st_mtime <= now + FUTURE_TOLERANCE_SECONDS:
+        return info.st_mtime, None
+    ahead = f"{_iso(info.st_mtime)} lies {info.st_mtime - now:,.0f} s in the future"
+    if info.st_ctime <= now + FUTURE_TOLERANCE_SECONDS:
+        return info.st_ctime, (
+            f"modification time {ahead} (the writer's clock?): settled by this machine's "
+            f"inode change time {_iso(info.st_ctime)}"
+        )
+    return float("-inf"), (
+        f"modification time {ahead}, and the inode change time too "
+        f"({_iso(info.st_ctime)}): taken as settled"
+    )
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
 def sha256_of(path: Path) -> str:

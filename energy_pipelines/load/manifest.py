@@ -3,25 +3,97 @@
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from energy_pipelines.load.database import Connection
+from energy_pipelines.load.errors import sqlstate_of
+from energy_pipelines.settings import lock_timeout_seconds
 
-_LOCK_NAMESPACE = 0x656E_6572
-
-
-def stream_lock_key(stream: str) -> int:
-    # Stable across processes and Python versions (hash() is salted per process).
-    return (_LOCK_NAMESPACE << 32) | zlib.crc32(stream.encode())
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
-def lock_stream(cur: Any, stream: str) -> None:
+class StreamLockTimeout(Exception):
+    """Another session held the stream's lock longer than lock_timeout. Transient: nothing of
+    the file was written, it stays in landing."""
+
+    sqlstate = _LOCK_NOT_AVAILABLE
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    role: str | None
+    application_name: str | None
+    client: str | None
+    since: datetime | None  # the holder's transaction start (NULL when the role may not see it)
+    state: str | None
+
+    def describe(self) -> str:
+        since = self.since.isoformat(timespec="seconds") if self.since else "a time not visible"
+        return (
+            f"pid {self.pid}, role {self.role or '?'}, application_name "
+            f"{self.application_name or '(none)'!r}, client {self.client or 'local socket'}, "
+            f"in a transaction since {since}, state {self.state or 'not visible'}"
+        )
+
+
+def lock_stream(cur: Any, stream: str, timeout_seconds: float | None = None) -> None:
     """Serialize writers of one stream until the transaction ends: duplicate and conflict checks
-    against history are then exact, and a file cannot be loaded by two runs."""
-    cur.execute("SELECT pg_advisory_xact_lock($1)", (stream_lock_key(stream),))
+    against history are then exact, and a file cannot be loaded by two runs. The first
+    statement of its transaction.
+
+    The lock is the stream's row of loader_locks, locked FOR UPDATE: only roles with UPDATE on
+    that table (the loader, the owner) can take it. The wait, and every later lock wait of the
+    transaction, is bounded by lock_timeout (ENERGY_LOCK_TIMEOUT_SECONDS); when it runs out the
+    error names the session holding the lock."""
+    seconds = lock_timeout_seconds() if timeout_seconds is None else timeout_seconds
+    cur.execute(
+        "SELECT set_config('lock_timeout', $1, true)", (f"{max(1, round(seconds * 1000))}ms",)
+    )
+    try:
+        cur.execute("SELECT stream FROM loader_locks WHERE stream = $1 FOR UPDATE", (stream,))
+        found = cur.fetchall()
+    except Exception as error:
+        if sqlstate_of(error) != _LOCK_NOT_AVAILABLE:
+            raise
+        # The lock is the transaction's first statement: nothing is lost by ending it here,
+        # and a new one can ask who holds the lock.
+        cur.connection.rollback()
+        holder = stream_lock_holder(cur, stream)
+        cur.connection.rollback()
+        who = holder.describe() if holder else "a session that has just ended"
+        raise StreamLockTimeout(
+            f"the {stream} stream's loader lock was not free within {seconds:g} s "
+            f"(ENERGY_LOCK_TIMEOUT_SECONDS); held by {who}. Nothing was written; the files stay "
+            f"in landing (SQLSTATE: {_LOCK_NOT_AVAILABLE})"
+        ) from None
+    if not found:
+        raise RuntimeError(f"loader_locks has no row for {stream}: run energy-pipelines db upgrade")
+
+
+def stream_lock_holder(cur: Any, stream: str) -> LockHolder | None:
+    """The session whose transaction holds the stream's lock row, if any. A row locked FOR
+    UPDATE carries the locker's transaction id in xmax, and that transaction holds a lock on
+    its own id while it lasts."""
+    cur.execute(
+        """
+        SELECT a.pid, a.usename::text, a.application_name, host(a.client_addr), a.xact_start,
+               a.state
+          FROM loader_locks k
+          JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = k.xmax
+               AND l.granted AND l.mode = 'ExclusiveLock'
+          JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE k.stream = $1
+        """,
+        (stream,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    pid, role, application_name, client, since, state = row
+    return LockHolder(int(pid), role, application_name, client, since, state)
 
 
 @dataclass(frozen=True)
@@ -59,9 +131,16 @@ class ManifestRow:
     days_touched: list[date] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
     error: str | None = None
+    # What the pipeline noticed about the file (ingested_file_notes), written with the row.
+    notes: list[str] = field(default_factory=list)
 
 
 def insert_manifest_row(cur: Any, row: ManifestRow) -> int:
+    """The row's file_id. A rejected file recorded before (same stream, path and content: its
+    move to quarantine failed) keeps its row: the manifest tells its story once."""
+    earlier = _earlier_quarantined(cur, [row])[0]
+    if earlier is not None:
+        return earlier
     cur.execute(
         """
         INSERT INTO ingested_files (
@@ -93,7 +172,51 @@ def insert_manifest_row(cur: Any, row: ManifestRow) -> int:
             row.run_id,
         ),
     )
-    return int(cur.fetchone()[0])
+    file_id = int(cur.fetchone()[0])
+    _insert_notes(cur, [(file_id, note) for note in row.notes])
+    return file_id
+
+
+def _earlier_quarantined(cur: Any, rows: list[ManifestRow]) -> list[int | None]:
+    """Per row: the file_id of the same rejection recorded before, or None."""
+    wanted = [(n, r) for n, r in enumerate(rows) if r.status == "quarantined" and r.sha256 != ""]
+    found: list[int | None] = [None] * len(rows)
+    if not wanted:
+        return found
+    cur.execute(
+        """
+        SELECT w.ordinal, (SELECT min(f.file_id) FROM ingested_files f
+                            WHERE f.stream = w.stream AND f.sha256 = w.sha256
+                              AND f.path = w.path AND f.status = 'quarantined')
+          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+               AS w(ordinal, stream, sha256, path)
+        """,
+        (
+            [n for n, _ in wanted],
+            [r.stream for _, r in wanted],
+            [r.sha256 for _, r in wanted],
+            [r.path for _, r in wanted],
+        ),
+    )
+    for ordinal, file_id in cur.fetchall():
+        found[int(ordinal)] = None if file_id is None else int(file_id)
+    return found
+
+
+def _insert_notes(cur: Any, notes: list[tuple[int, str]]) -> None:
+    if notes:
+        cur.execute(
+            "INSERT INTO ingested_file_notes (file_id, note)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[])",
+            ([i for i, _ in notes], [n for _, n in notes]),
+        )
+
+
+def record_file_note(conn: Connection, file_id: int, note: str) -> None:
+    """A note observed after the file's transaction committed, in a transaction of its own."""
+    with conn.cursor() as cur:
+        _insert_notes(cur, [(file_id, note)])
+    conn.commit()
 
 
 def update_counts(cur: Any, file_id: int, row: ManifestRow) -> None:
@@ -142,14 +265,16 @@ def run_report(conn: Connection, run_id: str, list_all_up_to: int = 100) -> RunR
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {_NEEDS_A_LOOK}), {sums}"
-            " FROM ingested_files WHERE run_id = $1",
+            " FROM ingested_files f WHERE run_id = $1",
             (run_id,),
         )
         files, look, *totals = cur.fetchone()
         cur.execute(
-            f"SELECT *, {_NEEDS_A_LOOK} AS needs_a_look FROM ingested_files"
-            f" WHERE run_id = $1 AND (NOT $2 OR {_NEEDS_A_LOOK})"
-            " ORDER BY file_id LIMIT $3",
+            f"SELECT f.*, {_NEEDS_A_LOOK} AS needs_a_look,"
+            " array(SELECT n.note FROM ingested_file_notes n"
+            "       WHERE n.file_id = f.file_id ORDER BY n.noted_at) AS notes"
+            f" FROM ingested_files f WHERE f.run_id = $1 AND (NOT $2 OR {_NEEDS_A_LOOK})"
+            " ORDER BY f.file_id LIMIT $3",
             (run_id, files > list_all_up_to, list_all_up_to),
         )
         listed = cur.fetch_arrow_table().to_pylist()
@@ -158,8 +283,10 @@ def run_report(conn: Connection, run_id: str, list_all_up_to: int = 100) -> RunR
     return RunReport(int(files), int(look), counts, listed)
 
 
+# A file with notes (a clock ahead, a change after its load) needs a look too.
 _NEEDS_A_LOOK = (
-    "(status <> 'loaded' OR rows_rejected > 0 OR rows_conflicting > 0 OR error IS NOT NULL)"
+    "(status <> 'loaded' OR rows_rejected > 0 OR rows_conflicting > 0 OR error IS NOT NULL"
+    " OR EXISTS (SELECT 1 FROM ingested_file_notes n WHERE n.file_id = f.file_id))"
 )
 
 
@@ -220,8 +347,25 @@ def allocate_file_ids(cur: Any, count: int) -> list[int]:
 def insert_manifest_rows(
     cur: Any, rows: list[ManifestRow], file_ids: list[int] | None = None
 ) -> list[int]:
-    """Insert several manifest rows in one statement; their file_ids, in the rows' order
-    (`file_ids` when given, from allocate_file_ids; new ones otherwise)."""
+    """Insert several manifest rows in one statement; their file_ids, in the rows' order:
+    `file_ids` when given (loaded files, from allocate_file_ids), else new ones, except that a
+    rejection recorded before keeps its row (insert_manifest_row)."""
+    if not rows:
+        return []
+    if file_ids is not None:
+        ids = _insert_new_rows(cur, rows, file_ids)
+    else:
+        earlier = _earlier_quarantined(cur, rows)
+        new = [row for row, known in zip(rows, earlier, strict=True) if known is None]
+        inserted = iter(_insert_new_rows(cur, new))
+        ids = [next(inserted) if known is None else known for known in earlier]
+    _insert_notes(cur, [(i, note) for i, row in zip(ids, rows, strict=True) for note in row.notes])
+    return ids
+
+
+def _insert_new_rows(
+    cur: Any, rows: list[ManifestRow], file_ids: list[int] | None = None
+) -> list[int]:
     if not rows:
         return []
     ordinals = file_ids if file_ids is not None else range(len(rows))

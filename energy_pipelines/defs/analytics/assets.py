@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 
 from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
+from energy_pipelines.analytics.daily_position import newest_file_ids, record_day_refreshed
 from energy_pipelines.analytics.fleet_chart import recent_efficiency, render_png, worst_vehicles
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.quality_assets import daily_device_quality
@@ -53,8 +54,15 @@ def daily_vehicle_efficiency(
     context: dg.AssetExecutionContext, energy: EnergyStorage
 ) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
+    settings = energy.settings()
     with energy.connection() as conn:
-        result = materialize_vehicle_day(conn, day, energy.settings().evidence)
+        # Read before the recompute: the day then reflects every file up to these ids, and
+        # the daily watermark moves only once that is recorded (daily_position.py).
+        positions = newest_file_ids(conn)
+        result = materialize_vehicle_day(conn, day, settings.evidence)
+        record_day_refreshed(
+            conn, day, "daily_vehicle_efficiency", positions, date.fromisoformat(settings.first_day)
+        )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.rows,
@@ -111,7 +119,15 @@ def daily_meter_usage(
 ) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
     with energy.connection() as conn:
+        positions = newest_file_ids(conn)
         rows = materialize_meter_day(conn, day)
+        record_day_refreshed(
+            conn,
+            day,
+            "daily_meter_usage",
+            positions,
+            date.fromisoformat(energy.settings().first_day),
+        )
     return dg.MaterializeResult(metadata={"dagster/row_count": rows})
 
 
