@@ -617,3 +617,46 @@ def test_analysts_read_reasons_and_counts_but_not_the_raw_values_sent(
         cur.execute("SELECT count(*) FROM meter_readings_history")  # and what analysts read
         assert cur.fetchone() == (1,)
     db.rollback()
+
+
+def test_the_landing_sensor_leaves_files_to_the_run_that_holds_them(
+    landing: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from energy_pipelines.defs import defs
+    from energy_pipelines.defs.resources import EnergyStorage
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    write_csv(landing, "meter", "gw-1/a.csv", METER_HEADER, ROWS)
+    energy = EnergyStorage(landing_dir=str(landing), settle_seconds=0)
+    sensor = _landing_sensor()
+    job = defs.resolve_job_def("ingest_job")
+    with dg.instance_for_test() as instance:
+
+        def tick():  # type: ignore[no-untyped-def]
+            return sensor(dg.build_sensor_context(instance=instance, resources={"energy": energy}))
+
+        [first] = tick().run_requests
+        # The run has not started yet (the daemon's queue) ...
+        instance.create_run_for_job(
+            job,
+            run_config=first.run_config,
+            tags=first.tags,
+            status=dg.DagsterRunStatus.NOT_STARTED,
+        )
+        # ... so a file landing meanwhile gets a run of its own, without the queued run's file.
+        write_csv(landing, "meter", "gw-2/b.csv", METER_HEADER, ROWS)
+        [second] = tick().run_requests
+        assert second.run_config["ops"]["load_landing_files"]["config"]["paths"] == [
+            "meter/gw-2/b.csv"
+        ]
+        instance.create_run_for_job(
+            job,
+            run_config=second.run_config,
+            tags=second.tags,
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        skipped = tick()
+        assert isinstance(skipped, dg.SkipReason)
+        assert "belong to runs queued or running" in (skipped.skip_message or "")
