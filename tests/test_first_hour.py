@@ -138,11 +138,26 @@ def test_cli_runs_are_in_the_instance_the_ui_loads(
             '{ assetOrError(assetKey: {path: ["daily_vehicle_efficiency"]}) {'
             " ... on Asset { assetMaterializations(limit: 5) { runId partition } } } }",
         )
+        checks = _graphql(
+            port,
+            '{ assetCheckExecutions(assetKey: {path: ["daily_vehicle_efficiency"]},'
+            ' checkName: "fleet_faults", limit: 5) { runId status partition'
+            " evaluation { description } } }",
+        )
     assert {(r["runId"], r["jobName"], r["status"]) for r in listed["runsOrError"]["results"]} == {
         (i, job, status) for i, (job, status) in runs.items()
     }
     assert asset["assetOrError"]["assetMaterializations"] == [
         {"runId": day.run_id, "partition": DAY}
+    ]
+    fleet_faults = f"{DAY}: 0 of 1 vehicles fault_suspected or implausible"
+    assert checks["assetCheckExecutions"] == [
+        {
+            "runId": day.run_id,
+            "status": "SUCCEEDED",
+            "partition": DAY,
+            "evaluation": {"description": fleet_faults},
+        }
     ]
 
 

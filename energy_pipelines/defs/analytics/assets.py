@@ -6,7 +6,20 @@ from datetime import date
 import dagster as dg
 
 from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
-from energy_pipelines.analytics.fleet_chart import recent_efficiency, render_png, worst_vehicles
+from energy_pipelines.analytics.fleet_chart import (
+    chart_title,
+    recent_efficiency,
+    render_png,
+    vehicle_days,
+    worst_vehicles,
+)
+from energy_pipelines.defs.analytics.checks import (
+    FLEET_FAULTS_CHECK,
+    INSUFFICIENT_EVIDENCE_CHECK,
+    daily_check_spec,
+    fleet_faults,
+    insufficient_evidence,
+)
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.quality_assets import daily_device_quality
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
@@ -14,8 +27,6 @@ from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.defs.tables import markdown_table
 
 ANALYTICS_GROUP = "analytics"
-FLEET_FAULTS_CHECK = "fleet_faults"
-INSUFFICIENT_EVIDENCE_CHECK = "insufficient_evidence"
 
 
 @dg.asset(
@@ -34,18 +45,16 @@ INSUFFICIENT_EVIDENCE_CHECK = "insufficient_evidence"
     pool=POSTGRES_WRITES_POOL,
     owners=["team:analytics"],
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check_spec(
             FLEET_FAULTS_CHECK,
-            asset="daily_vehicle_efficiency",
-            description="Warns and lists vehicles with fault_suspected or implausible status.",
+            "daily_vehicle_efficiency",
+            "Warns and lists vehicles with fault_suspected or implausible status that day.",
         ),
-        dg.AssetCheckSpec(
+        daily_check_spec(
             INSUFFICIENT_EVIDENCE_CHECK,
-            asset="daily_vehicle_efficiency",
-            description=(
-                "Warns and lists vehicles whose paired intervals hold too little energy to "
-                "judge their efficiency (status insufficient_data), with their coverage."
-            ),
+            "daily_vehicle_efficiency",
+            "Warns and lists vehicles whose paired intervals hold too little energy to judge "
+            "their efficiency that day (status insufficient_data), with their coverage.",
         ),
     ],
 )
@@ -61,36 +70,8 @@ def daily_vehicle_efficiency(
             **{f"status_{k}": v for k, v in sorted(result.status_counts.items())},
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name=FLEET_FAULTS_CHECK,
-                passed=not result.flagged,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "flagged_vehicles": len(result.flagged),
-                    "vehicles (first 50)": markdown_table(
-                        ("vehicle", "status", "ratio"),
-                        (
-                            (v, s, None if r is None else f"{r:.4f}")
-                            for v, s, r in result.flagged[:50]
-                        ),
-                    ),
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name=INSUFFICIENT_EVIDENCE_CHECK,
-                passed=not result.insufficient,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "vehicles_insufficient_data": len(result.insufficient),
-                    "vehicles (first 50)": markdown_table(
-                        ("vehicle", "energy coverage"),
-                        (
-                            (v, None if c is None else f"{c:.3f}")
-                            for v, c in result.insufficient[:50]
-                        ),
-                    ),
-                },
-            ),
+            fleet_faults(context.partition_key, result),
+            insufficient_evidence(context.partition_key, result),
         ],
     )
 
@@ -139,12 +120,15 @@ def fleet_efficiency_chart(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     worst = worst_vehicles(daily)
+    total, with_ratio = vehicle_days(daily)
     encoded = base64.b64encode(png).decode()
     return dg.MaterializeResult(
         metadata={
             "chart": dg.MetadataValue.md(f"![fleet efficiency](data:image/png;base64,{encoded})"),
             "path": dg.MetadataValue.path(str(path)),
-            "vehicle_days": daily.height,
+            "title": chart_title(daily),
+            "vehicle_days": total,
+            "vehicle_days_with_ratio": with_ratio,
             "worst_vehicles": markdown_table(
                 ("vehicle", "mean ratio", "days"),
                 (

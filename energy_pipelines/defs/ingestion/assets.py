@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -13,7 +14,8 @@ from energy_pipelines.contract import STREAM_ORDER, Stream
 from energy_pipelines.defs.ingestion.checks import (
     RECONCILE_SPECS,
     reconcile_check_key,
-    reconcile_result,
+    reconcile_latest_run,
+    reconcile_results,
 )
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.ingest import FileOutcome, StreamOutcomes, ingest_stream
@@ -55,23 +57,34 @@ def _table_files(outcomes: list[FileOutcome]) -> list[FileOutcome]:
     return ordered[:_TABLE_FILES]
 
 
-def _files_table(outcomes: list[FileOutcome]) -> dg.TableMetadataValue:
-    columns = ["path", "status", *COUNT_FIELDS, "error"]
+# Outcome, counts and reason first, the path last: a long path must not push what happened to
+# the file out of sight. Paths are the manifest's, relative to the landing root.
+FILE_TABLE_COLUMNS = ("status", *COUNT_FIELDS, "error", "path")
+
+
+def _files_table(outcomes: list[FileOutcome], landing_root: Path) -> dg.TableMetadataValue:
+    # An OS error names the file by its full path: shown relative, like the path column.
+    root = f"{landing_root}/"
     return dg.MetadataValue.table(
         records=[
             dg.TableRecord(
                 {
-                    "path": o.manifest.path,
                     "status": o.manifest.status,
                     **{c: int(getattr(o.manifest, c)) for c in COUNT_FIELDS},
-                    "error": o.manifest.error or "",
+                    "error": (o.manifest.error or "").replace(root, ""),
+                    "path": o.manifest.path,
                 }
             )
             for o in _table_files(outcomes)
         ],
         schema=dg.TableSchema(
             columns=[
-                dg.TableColumn(c, "int" if c.startswith("rows_") else "string") for c in columns
+                dg.TableColumn(
+                    c,
+                    "int" if c.startswith("rows_") else "string",
+                    description="relative to the landing root" if c == "path" else None,
+                )
+                for c in FILE_TABLE_COLUMNS
             ]
         ),
     )
@@ -162,14 +175,17 @@ def _load_stream(
         )
 
 
-def _reconcile_only(energy: EnergyStorage, stream: Stream, run_id: str) -> Reconciliation:
-    # The check selected without its asset: it checks the files of its own run (none).
+def _reconcile_only(
+    energy: EnergyStorage, stream: Stream
+) -> tuple[str | None, Reconciliation | None]:
+    # The check selected without its asset: its own run loads nothing, so it checks the
+    # stream's latest run that did.
     with energy.connection() as conn:
-        return reconcile_run(conn, stream, run_id)
+        return reconcile_latest_run(conn, stream)
 
 
 def _materialization(
-    context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad
+    context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad, landing_root: Path
 ) -> dg.MaterializeResult:
     outcomes, seconds = load.outcomes, load.seconds
     # A log line is an event in Dagster's storage: one per file would cost more than loading
@@ -215,7 +231,7 @@ def _materialization(
                 sorted({d.isoformat() for o in outcomes for d in o.manifest.days_touched})
             )
             or "none",
-            "per_file": _files_table(outcomes),
+            "per_file": _files_table(outcomes, landing_root),
             "per_file_rows_shown": min(len(outcomes), _TABLE_FILES),
             "preview": dg.MetadataValue.md(load.preview),
         },
@@ -257,11 +273,14 @@ def load_landing_files(
             except Exception as error:
                 failed.append(f"{stream.table}: {str(error).strip()}")
                 continue
-            yield _materialization(context, stream, load)
-            if load.reconciliation is not None:
-                yield reconcile_result(stream, load.reconciliation)
+            yield _materialization(context, stream, load, energy.settings().landing_dir)
+            if stream in checked:
+                yield from reconcile_results(
+                    context.log, stream, load.reconciliation, context.run_id
+                )
     for stream in sorted(checked - set(streams), key=STREAM_ORDER.index):
-        yield reconcile_result(stream, _reconcile_only(energy, stream, context.run_id))
+        run_checked, reconciliation = _reconcile_only(energy, stream)
+        yield from reconcile_results(context.log, stream, reconciliation, run_checked)
     if failed:
         # Loaded files stay loaded (one transaction each); the others wait for the next run.
         raise RuntimeError("; ".join(failed))
