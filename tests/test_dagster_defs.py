@@ -378,3 +378,36 @@ def test_fresh_data_names_clock_skew_with_its_offset(
     assert fresh.description.startswith("clock skew: the newest meter reading is stamped ")
     assert 4.0 <= fresh.metadata["clock_skew_minutes"].value <= 5.1
     assert "age_minutes" not in fresh.metadata
+
+
+def test_the_fleet_chart_follows_daily_partitions_on_its_own(
+    db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daily asset has a partition for every day since ENERGY_FIRST_DAY, nearly all never
+    # materialized: the chart must still be requested once a day's partition changes, by a
+    # sensor that is on without a click in the UI.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    sensor = defs.get_sensor_def("fleet_chart_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    instance = dg.DagsterInstance.ephemeral()
+    chart = dg.AssetSelection.assets("fleet_efficiency_chart")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=chart)
+    assert first.total_requested == 0
+
+    write_csv(landing, "correlation", "c.csv", "meterId,vehicleId", ["m-1,v-1"])
+    write_csv(landing, "meter", "m.csv", METER_HEADER, ["m-1,1.0,230,2026-02-11T10:30:00Z"])
+    write_csv(landing, "vehicle", "v.csv", VEHICLE_HEADER, ["v-1,50,0.9,25,2026-02-11T10:30:00Z"])
+    assert (
+        defs.resolve_job_def("ingest_job")
+        .execute_in_process(run_config=_run_config(landing), instance=instance)
+        .success
+    )
+    assert (
+        defs.resolve_job_def("daily_analytics_job")
+        .execute_in_process(partition_key="2026-02-11", instance=instance)
+        .success
+    )
+    after = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=chart, cursor=first.cursor
+    )
+    assert after.get_requested_partitions(dg.AssetKey("fleet_efficiency_chart")) == {None}
