@@ -247,8 +247,7 @@ def test_reconcile_check_on_its_own_checks_the_latest_loading_run_or_is_skipped(
     } == {"meter_readings_history"}
     assert (
         f"rows_reconcile of vehicle_readings_history skipped: run {loading.run_id} loaded no "
-        "vehicle file (quarantined and duplicate files have no rows in history to count)"
-        in _log_messages(instance, loading.run_id)
+        "vehicle file, so there is nothing to reconcile" in _log_messages(instance, loading.run_id)
     )
     again = check_alone()
     [evaluation] = again.get_asset_check_evaluations()

@@ -86,7 +86,7 @@ def skip_reason(stream: Stream, run_checked: str | None) -> str:
         return f"{RECONCILE_CHECK} of {stream.table} skipped: no {stream.name} file was ever loaded"
     return (
         f"{RECONCILE_CHECK} of {stream.table} skipped: run {run_checked} loaded no "
-        f"{stream.name} file (quarantined and duplicate files have no rows in history to count)"
+        f"{stream.name} file, so there is nothing to reconcile"
     )
 
 
