@@ -40,10 +40,7 @@ RECONCILE_SPECS = [
 
 def reconcile_result(
     stream: Stream, result: Reconciliation, run_checked: str
-) -> dg.AssetCheckResult | None:
-    """The check's result, or None when it had no file to count (the check is skipped)."""
-    if result.files_checked == 0:
-        return None
+) -> dg.AssetCheckResult:
     broken = result.files_not_reconciled
     description = (
         f"{len(broken)} of {result.files_checked} loaded files do not reconcile"
@@ -69,16 +66,12 @@ def reconcile_results(
     result: Reconciliation | None,
     run_checked: str | None,
 ) -> list[dg.AssetCheckResult]:
-    """The check's result to yield; none, and a log line with the reason, when it is skipped."""
-    checked = (
-        None
-        if result is None or run_checked is None
-        else (reconcile_result(stream, result, run_checked))
-    )
-    if checked is None:
+    """The check's result to yield; none, and a log line with the reason, when it had no
+    loaded file to count (the check is then Skipped)."""
+    if result is None or run_checked is None or result.files_checked == 0:
         log.info(skip_reason(stream, run_checked))
         return []
-    return [checked]
+    return [reconcile_result(stream, result, run_checked)]
 
 
 def skip_reason(stream: Stream, run_checked: str | None) -> str:
