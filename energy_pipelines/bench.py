@@ -236,8 +236,12 @@ def pipeline_runs(
     execute_admin(server_url, f"CREATE DATABASE {name}")
     landing = work / "landing"
     stats = work / "stats.json"
+    # The CLI records every run in a Dagster instance: the bench's own, not the UI's history.
+    dagster_home = (work / "dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
         "DATABASE_URL": with_database(server_url, name),
         "ENERGY_LANDING_DIR": str(landing),
         "ENERGY_SETTLE_SECONDS": "0",

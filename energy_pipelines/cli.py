@@ -1,4 +1,4 @@
-"""The `energy-pipelines` command: ingest, db upgrade, simulate, demo."""
+"""The `energy-pipelines` command: ingest, db upgrade, simulate, demo, ui."""
 
 from __future__ import annotations
 
@@ -25,10 +25,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _dagster_instance():  # type: ignore[no-untyped-def]
+    """The instance `energy-pipelines ui` shows: every CLI run is in its run and asset
+    history ($DAGSTER_HOME when exported, else the project's .dagster_home/)."""
     import dagster as dg
 
-    # With DAGSTER_HOME set, CLI runs appear in the UI's run history too.
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    from energy_pipelines.dagster_home import dagster_home
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    return dg.DagsterInstance.get()
 
 
 def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
@@ -106,11 +110,10 @@ def run_ingest(
     started = time.perf_counter()
     job = defs.resolve_job_def("ingest_job")
     instance = _dagster_instance()
-    kwargs = {"instance": instance} if instance is not None else {}
     result = job.execute_in_process(
         run_config={"resources": {"energy": {"config": resource_config}}, **QUIET_LOGS},
         raise_on_error=False,
-        **kwargs,
+        instance=instance,
     )
     url = resolve_database_url(settings)
     with connect(url) as conn:
@@ -197,7 +200,8 @@ def _report_failure(result: Any) -> int:
 
 def refresh_daily(settings: Settings, instance: object | None) -> list | None:
     """Materialize, in process, every day made stale since the daily watermark (the same
-    partitioned assets the UI and the sensor run). None when a day failed."""
+    partitioned assets the UI and the sensor run, recorded in the same instance; opened here
+    when the caller has none). None when a day failed."""
     from energy_pipelines.analytics.daily import advance_daily_watermark, pending_days
     from energy_pipelines.load.database import connect, resolve_database_url
 
@@ -210,13 +214,13 @@ def refresh_daily(settings: Settings, instance: object | None) -> list | None:
         from energy_pipelines.defs import defs
 
         job = defs.resolve_job_def("daily_analytics_job")
-        kwargs = {"instance": instance} if instance is not None else {}
+        instance = instance or _dagster_instance()
         for day in pending.days:
             result = job.execute_in_process(
                 partition_key=day.isoformat(),
                 run_config=QUIET_LOGS,
                 raise_on_error=False,
-                **kwargs,
+                instance=instance,
             )
             if not result.success:
                 print(f"daily materialization of {day} failed", file=sys.stderr)
@@ -251,7 +255,7 @@ def run_quality(settings: Settings, day: str | None) -> int:
 
     key = day or datetime.now(UTC).date().isoformat()
     result = defs.resolve_job_def("daily_quality_job").execute_in_process(
-        partition_key=key, run_config=QUIET_LOGS, raise_on_error=False
+        partition_key=key, run_config=QUIET_LOGS, raise_on_error=False, instance=_dagster_instance()
     )
     if not result.success:
         return _report_failure(result)
@@ -431,6 +435,26 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def ui_command(extra_args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`dagster dev` on this project's workspace and on the instance the CLI writes to, from
+    any working folder."""
+    from energy_pipelines.dagster_home import dagster_home
+    from energy_pipelines.settings import PROJECT_ROOT
+
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    return [sys.executable, "-m", "dagster", "dev", "-w", workspace, *extra_args], env
+
+
+def run_ui(extra_args: list[str]) -> int:
+    command, env = ui_command(extra_args)
+    print(f"Dagster UI and daemon on the instance in {env['DAGSTER_HOME']}; Ctrl-C stops both")
+    sys.stdout.flush()
+    # Replaced by `dagster dev`: Ctrl-C and SIGTERM reach it directly and it stops its children.
+    os.execve(command[0], command, env)
+    return 0  # not reached
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     from energy_pipelines.gateway import GatewayConfig, serve
 
@@ -543,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulation_options(demo, meters=20, minutes=240)
     demo.add_argument("--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)")
 
+    # Every argument after `ui` (-p 3001, --help) goes to `dagster dev`.
+    commands.add_parser(
+        "ui",
+        add_help=False,
+        help="the Dagster UI and daemon (dagster dev) on the instance the CLI writes to: "
+        "$DAGSTER_HOME when exported, else the project's .dagster_home/",
+    )
+
     gateway = commands.add_parser(
         "gateway", help="serve the original HTTP API, spooling accepted records into landing"
     )
@@ -560,7 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "ui":
+        parser.error("unrecognized arguments: " + " ".join(extra))
     try:
         if args.command == "ingest":
             status = run_ingest(_settings(args), args.settle_seconds, args.stats_json)
@@ -584,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_bench(_settings(args), args)
         if args.command == "gateway":
             return run_gateway(args)
+        if args.command == "ui":
+            return run_ui(extra)
     except (ConnectionError, ValueError) as exc:
         print(f"energy-pipelines: {exc}", file=sys.stderr)
         return 2

@@ -53,6 +53,25 @@ def test_ingest_job_loads_all_streams_and_reconciles(
     assert meter.metadata["rows_rejected"].value == 1
     assert meter.metadata["dagster/row_count"].value == 1
     assert meter.metadata["ignored_extra_columns"].value == "firmware"
+    # The per-file table leads with what happened to each file; the path, relative to the
+    # landing root, comes last.
+    table = meter.metadata["per_file"]
+    assert [c.name for c in table.schema.columns] == [
+        "status",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "rows_duplicate",
+        "rows_conflicting",
+        "error",
+        "path",
+    ]
+    [record] = table.records
+    assert (record.data["status"], record.data["rows_rejected"], record.data["path"]) == (
+        "loaded",
+        1,
+        "meter/gw/m.csv",
+    )
     assert query(db, "SELECT run_id FROM ingested_files GROUP BY 1") == [(result.run_id,)]
 
 
@@ -182,27 +201,63 @@ def test_freshness_check_fails_on_stale_data(
     assert fresh.passed is False
 
 
-def test_reconcile_check_runs_without_loading(
+def _log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def test_reconcile_check_on_its_own_checks_the_latest_loading_run_or_is_skipped(
     db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Selected on its own (as "Execute" on the check in the UI does), the check checks the
-    # files of its own run and loads nothing.
+    # Selected on its own (as "Execute" on the check in the UI does), the check loads nothing.
+    # Before any meter file was loaded it has nothing to count: no result (Dagster shows it
+    # Skipped) and the reason in the run's log, never a pass. Afterwards it counts the files of
+    # the stream's latest run that loaded some.
     monkeypatch.setenv("DATABASE_URL", database_url)
     write_csv(landing, "meter", "m.csv", METER_HEADER, ["m-1,0.5,230,2026-02-11T10:30:00Z"])
     check = dg.AssetCheckKey(dg.AssetKey("meter_readings_history"), "rows_reconcile")
-    result = dg.materialize(
-        [load_landing_files],
-        selection=dg.AssetSelection.checks(check),
-        resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
-        instance=dg.DagsterInstance.ephemeral(),
+    instance = dg.DagsterInstance.ephemeral()
+
+    def check_alone() -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [load_landing_files],
+            selection=dg.AssetSelection.checks(check),
+            resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
+            instance=instance,
+        )
+
+    nothing = check_alone()
+    assert nothing.success
+    assert nothing.get_asset_check_evaluations() == []
+    assert (
+        "rows_reconcile of meter_readings_history skipped: no meter file was ever loaded"
+        in _log_messages(instance, nothing.run_id)
     )
-    assert result.success
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.asset_check_key == check and evaluation.passed
-    assert evaluation.metadata["files_checked"].value == 0
-    assert result.get_asset_materialization_events() == []
+    [planned] = instance.event_log_storage.get_asset_check_execution_history(check, limit=5)
+    assert (planned.run_id, planned.status.value) == (nothing.run_id, "PLANNED")  # Skipped
+    assert nothing.get_asset_materialization_events() == []
     assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
     assert (landing / "meter" / "m.csv").exists()
+
+    loading = defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config=_run_config(landing), instance=instance
+    )
+    assert loading.success
+    # The run loaded no vehicle or correlation file: their reconciliations are skipped too.
+    assert {
+        e.asset_key.path[-1]
+        for e in loading.get_asset_check_evaluations()
+        if e.check_name == "rows_reconcile"
+    } == {"meter_readings_history"}
+    assert (
+        f"rows_reconcile of vehicle_readings_history skipped: run {loading.run_id} loaded no "
+        "vehicle file, so there is nothing to reconcile" in _log_messages(instance, loading.run_id)
+    )
+    again = check_alone()
+    [evaluation] = again.get_asset_check_evaluations()
+    assert evaluation.passed
+    assert evaluation.metadata["run_checked"].value == loading.run_id
+    assert evaluation.metadata["files_checked"].value == 1
+    assert evaluation.description == f"1 of 1 loaded files reconcile (run {loading.run_id})"
 
 
 def test_loading_a_day_reads_no_partition_of_an_older_day(
@@ -264,3 +319,133 @@ def test_every_job_runs_its_steps_in_the_run_process() -> None:
 
     for name in ("ingest_job", "daily_analytics_job", "daily_quality_job"):
         assert defs.resolve_job_def(name).executor_def.name == "in_process", name
+
+
+DAILY_CHECKS = {
+    ("daily_vehicle_efficiency", "fleet_faults"),
+    ("daily_vehicle_efficiency", "insufficient_evidence"),
+    ("daily_device_quality", "frozen_readings"),
+    ("daily_device_quality", "gateway_coverage"),
+}
+
+
+def test_daily_checks_are_recorded_once_against_their_day_and_the_chart_counts_agree(
+    db, database_url: str, landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from energy_pipelines.defs.analytics.assets import fleet_efficiency_chart
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ENERGY_STATE_DIR", str(tmp_path / "state"))
+    write_csv(landing, "correlation", "c.csv", "meterId,vehicleId", ["m-1,v-1", "m-2,v-2"])
+    write_csv(
+        landing,
+        "meter",
+        "m.csv",
+        METER_HEADER,
+        ["m-1,1.0,230,2026-02-11T10:30:00Z", "m-2,0.0,230,2026-02-11T10:30:00Z"],
+    )
+    # v-2 did not charge (no DC, no AC): a vehicle-day without a ratio.
+    write_csv(
+        landing,
+        "vehicle",
+        "v.csv",
+        VEHICLE_HEADER,
+        ["v-1,50,0.5,25,2026-02-11T10:30:00Z", "v-2,60,0.0,25,2026-02-11T10:30:00Z"],
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config=_run_config(landing), instance=instance
+    )
+    assert ingest.success
+    runs = {
+        job: defs.resolve_job_def(job).execute_in_process(
+            partition_key="2026-02-11", instance=instance
+        )
+        for job in ("daily_analytics_job", "daily_quality_job")
+    }
+    assert all(r.success for r in runs.values())
+
+    for asset, name in DAILY_CHECKS:
+        key = dg.AssetCheckKey(dg.AssetKey(asset), name)
+        # One row per run: the result, on its day; no planned row left beside it (Skipped).
+        [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+        assert record.partition == "2026-02-11"
+        assert record.status.value in ("SUCCEEDED", "FAILED")
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.partition == "2026-02-11"
+        assert evaluation.description.startswith("2026-02-11: "), evaluation.description
+    descriptions = {
+        c.check_name: c.description for r in runs.values() for c in r.get_asset_check_evaluations()
+    }
+    assert descriptions["fleet_faults"] == (
+        "2026-02-11: 1 of 2 vehicles fault_suspected or implausible"
+    )
+    assert descriptions["gateway_coverage"] == "2026-02-11: 0 of 2 landing folders went quiet"
+
+    chart = dg.materialize(
+        [fleet_efficiency_chart],
+        resources={"energy": EnergyStorage(landing_dir=str(landing))},
+        instance=instance,
+    )
+    [materialization] = chart.asset_materializations_for_node("fleet_efficiency_chart")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert (metadata["vehicle_days"], metadata["vehicle_days_with_ratio"]) == (2, 1)
+    assert metadata["title"] == "Daily efficiency, last 7 days (1 of 2 vehicle-days with a ratio)"
+
+
+def test_fresh_data_names_clock_skew_with_its_offset(
+    db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    # A gateway whose clock runs 5 minutes ahead: within the loader's future limit (10), so
+    # the reading loads, and its age by the database's clock would be negative.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    ahead = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write_csv(landing, "meter", "m.csv", METER_HEADER, [f"m-1,1.0,230,{ahead}"])
+    result = defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config=_run_config(landing), instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    [fresh] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "fresh_data" and e.asset_key.path[-1] == "meter_current_status"
+    ]
+    assert fresh.passed is False and fresh.severity == dg.AssetCheckSeverity.WARN
+    assert fresh.description.startswith("clock skew: the newest meter reading is stamped ")
+    assert 4.0 <= fresh.metadata["clock_skew_minutes"].value <= 5.1
+    assert "age_minutes" not in fresh.metadata
+
+
+def test_the_fleet_chart_follows_daily_partitions_on_its_own(
+    db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daily asset has a partition for every day since ENERGY_FIRST_DAY, nearly all never
+    # materialized: the chart must still be requested once a day's partition changes, by a
+    # sensor that is on without a click in the UI.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    sensor = defs.get_sensor_def("fleet_chart_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    instance = dg.DagsterInstance.ephemeral()
+    chart = dg.AssetSelection.assets("fleet_efficiency_chart")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=chart)
+    assert first.total_requested == 0
+
+    write_csv(landing, "correlation", "c.csv", "meterId,vehicleId", ["m-1,v-1"])
+    write_csv(landing, "meter", "m.csv", METER_HEADER, ["m-1,1.0,230,2026-02-11T10:30:00Z"])
+    write_csv(landing, "vehicle", "v.csv", VEHICLE_HEADER, ["v-1,50,0.9,25,2026-02-11T10:30:00Z"])
+    assert (
+        defs.resolve_job_def("ingest_job")
+        .execute_in_process(run_config=_run_config(landing), instance=instance)
+        .success
+    )
+    assert (
+        defs.resolve_job_def("daily_analytics_job")
+        .execute_in_process(partition_key="2026-02-11", instance=instance)
+        .success
+    )
+    after = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=chart, cursor=first.cursor
+    )
+    assert after.get_requested_partitions(dg.AssetKey("fleet_efficiency_chart")) == {None}

@@ -68,8 +68,8 @@ def webserver(tmp_path: Path, database_url: str, landing: Path):  # type: ignore
     }
     webserver_bin = shutil.which("dagster-webserver", path=str(Path(sys.executable).parent))
     assert webserver_bin
-    # No -h: the default bind address is part of what is tested. The working folder is not the
-    # repo root, whose .env would point DAGSTER_HOME at the project's own instance.
+    # No -h: the default bind address is part of what is tested. Started outside the repo
+    # root, as a supervisor would start it.
     process = subprocess.Popen(
         [webserver_bin, "-w", str(REPO_ROOT / "workspace.yaml"), "-p", str(port)],
         cwd=tmp_path,

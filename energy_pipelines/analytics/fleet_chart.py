@@ -47,6 +47,20 @@ def worst_vehicles(daily: pl.DataFrame, count: int = 10) -> pl.DataFrame:
     )
 
 
+def vehicle_days(daily: pl.DataFrame) -> tuple[int, int]:
+    """Vehicle-days in the window, and those with a ratio (an idle day or one without AC data
+    has none): the histogram counts the second; the title and the asset's metadata say both."""
+    return daily.height, daily.height - daily["efficiency_ratio"].null_count()
+
+
+def chart_title(daily: pl.DataFrame) -> str:
+    total, with_ratio = vehicle_days(daily)
+    return (
+        f"Daily efficiency, last {WINDOW_DAYS} days "
+        f"({with_ratio} of {total} vehicle-days with a ratio)"
+    )
+
+
 def render_png(daily: pl.DataFrame, fault_threshold: float) -> bytes:
     import matplotlib
 
@@ -59,7 +73,7 @@ def render_png(daily: pl.DataFrame, fault_threshold: float) -> bytes:
     left.hist(ratios, bins=40, range=(0.5, 1.2), color="#3b7dd8")
     left.axvline(fault_threshold, color="#c0392b", linestyle="--", label="fault threshold")
     left.axvline(1.0, color="#7f8c8d", linestyle=":", label="DC = AC")
-    left.set_title(f"Daily efficiency, last {WINDOW_DAYS} days ({len(ratios)} vehicle-days)")
+    left.set_title(chart_title(daily))
     left.set_xlabel("DC delivered / AC consumed")
     left.set_ylabel("vehicle-days")
     left.legend()

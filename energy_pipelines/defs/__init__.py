@@ -42,6 +42,15 @@ daily_quality_job = dg.define_asset_job(
     description="Recompute one UTC day of daily_device_quality (and a day beside it if needed).",
 )
 
+# Dagster's default automation sensor starts stopped: this one is on, so the chart follows the
+# daily partitions without a click in the UI.
+chart_automation = dg.AutomationConditionSensorDefinition(
+    "fleet_chart_automation",
+    target=dg.AssetSelection.assets(fleet_efficiency_chart),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Refreshes fleet_efficiency_chart after daily partitions change.",
+)
+
 defs = dg.Definitions(
     assets=[
         load_landing_files,
@@ -56,6 +65,7 @@ defs = dg.Definitions(
     sensors=[
         build_landing_sensor(ingest_job),
         build_daily_sensor(daily_analytics_job, daily_quality_job),
+        chart_automation,
     ],
     resources={"energy": EnergyStorage()},
 )

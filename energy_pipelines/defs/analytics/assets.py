@@ -7,7 +7,20 @@ import dagster as dg
 
 from energy_pipelines.analytics.daily import materialize_meter_day, materialize_vehicle_day
 from energy_pipelines.analytics.daily_position import newest_file_ids, record_day_refreshed
-from energy_pipelines.analytics.fleet_chart import recent_efficiency, render_png, worst_vehicles
+from energy_pipelines.analytics.fleet_chart import (
+    chart_title,
+    recent_efficiency,
+    render_png,
+    vehicle_days,
+    worst_vehicles,
+)
+from energy_pipelines.defs.analytics.checks import (
+    FLEET_FAULTS_CHECK,
+    INSUFFICIENT_EVIDENCE_CHECK,
+    daily_check_spec,
+    fleet_faults,
+    insufficient_evidence,
+)
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.quality_assets import daily_device_quality
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
@@ -15,8 +28,6 @@ from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.defs.tables import markdown_table
 
 ANALYTICS_GROUP = "analytics"
-FLEET_FAULTS_CHECK = "fleet_faults"
-INSUFFICIENT_EVIDENCE_CHECK = "insufficient_evidence"
 
 
 @dg.asset(
@@ -35,18 +46,16 @@ INSUFFICIENT_EVIDENCE_CHECK = "insufficient_evidence"
     pool=POSTGRES_WRITES_POOL,
     owners=["team:analytics"],
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check_spec(
             FLEET_FAULTS_CHECK,
-            asset="daily_vehicle_efficiency",
-            description="Warns and lists vehicles with fault_suspected or implausible status.",
+            "daily_vehicle_efficiency",
+            "Warns and lists vehicles with fault_suspected or implausible status that day.",
         ),
-        dg.AssetCheckSpec(
+        daily_check_spec(
             INSUFFICIENT_EVIDENCE_CHECK,
-            asset="daily_vehicle_efficiency",
-            description=(
-                "Warns and lists vehicles whose paired intervals hold too little energy to "
-                "judge their efficiency (status insufficient_data), with their coverage."
-            ),
+            "daily_vehicle_efficiency",
+            "Warns and lists vehicles whose paired intervals hold too little energy to judge "
+            "their efficiency that day (status insufficient_data), with their coverage.",
         ),
     ],
 )
@@ -69,36 +78,8 @@ def daily_vehicle_efficiency(
             **{f"status_{k}": v for k, v in sorted(result.status_counts.items())},
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name=FLEET_FAULTS_CHECK,
-                passed=not result.flagged,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "flagged_vehicles": len(result.flagged),
-                    "vehicles (first 50)": markdown_table(
-                        ("vehicle", "status", "ratio"),
-                        (
-                            (v, s, None if r is None else f"{r:.4f}")
-                            for v, s, r in result.flagged[:50]
-                        ),
-                    ),
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name=INSUFFICIENT_EVIDENCE_CHECK,
-                passed=not result.insufficient,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "vehicles_insufficient_data": len(result.insufficient),
-                    "vehicles (first 50)": markdown_table(
-                        ("vehicle", "energy coverage"),
-                        (
-                            (v, None if c is None else f"{c:.3f}")
-                            for v, c in result.insufficient[:50]
-                        ),
-                    ),
-                },
-            ),
+            fleet_faults(context.partition_key, result),
+            insufficient_evidence(context.partition_key, result),
         ],
     )
 
@@ -131,6 +112,14 @@ def daily_meter_usage(
     return dg.MaterializeResult(metadata={"dagster/row_count": rows})
 
 
+# Eager, but not held back by missing upstream days: the daily asset has a partition for every
+# day since ENERGY_FIRST_DAY and most of them are never materialized, so eager()'s "no parent
+# missing" would never let the chart refresh.
+CHART_AFTER_DAILY_CHANGES = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+)
+
+
 @dg.asset(
     name="fleet_efficiency_chart",
     group_name=ANALYTICS_GROUP,
@@ -142,7 +131,7 @@ def daily_meter_usage(
     ),
     code_version="1",
     owners=["team:analytics"],
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=CHART_AFTER_DAILY_CHANGES,
 )
 def fleet_efficiency_chart(
     context: dg.AssetExecutionContext, energy: EnergyStorage
@@ -155,12 +144,15 @@ def fleet_efficiency_chart(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     worst = worst_vehicles(daily)
+    total, with_ratio = vehicle_days(daily)
     encoded = base64.b64encode(png).decode()
     return dg.MaterializeResult(
         metadata={
             "chart": dg.MetadataValue.md(f"![fleet efficiency](data:image/png;base64,{encoded})"),
             "path": dg.MetadataValue.path(str(path)),
-            "vehicle_days": daily.height,
+            "title": chart_title(daily),
+            "vehicle_days": total,
+            "vehicle_days_with_ratio": with_ratio,
             "worst_vehicles": markdown_table(
                 ("vehicle", "mean ratio", "days"),
                 (

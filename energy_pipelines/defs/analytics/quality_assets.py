@@ -6,37 +6,22 @@ from datetime import date
 import dagster as dg
 
 from energy_pipelines.analytics.gateway_coverage import (
-    QuietGateway,
     quiet_gateways,
     read_folder_hours,
     render_coverage_png,
 )
-from energy_pipelines.analytics.quality_db import QualityDayResult, refresh_quality_day
+from energy_pipelines.analytics.quality_db import refresh_quality_day
+from energy_pipelines.defs.analytics.checks import (
+    FROZEN_READINGS_CHECK,
+    GATEWAY_COVERAGE_CHECK,
+    daily_check_spec,
+    frozen_readings,
+    gateway_coverage,
+)
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
-from energy_pipelines.defs.tables import markdown_table
 from energy_pipelines.load.database import resolve_database_url
-
-FROZEN_READINGS_CHECK = "frozen_readings"
-GATEWAY_COVERAGE_CHECK = "gateway_coverage"
-_LISTED = 50
-
-
-def _frozen_table(result: QualityDayResult) -> dg.MetadataValue:
-    return markdown_table(
-        ("stream", "device", "frozen runs", "frozen voltage runs"), result.frozen[:_LISTED]
-    )
-
-
-def _quiet_table(quiet: list[QuietGateway]) -> dg.MetadataValue:
-    return markdown_table(
-        ("folder", "quiet hours", "longest", "first quiet hour (UTC)"),
-        (
-            (q.folder, q.hours_quiet, q.longest_quiet_hours, f"{q.first_quiet_hour:02d}:00")
-            for q in quiet[:_LISTED]
-        ),
-    )
 
 
 @dg.asset(
@@ -55,18 +40,16 @@ def _quiet_table(quiet: list[QuietGateway]) -> dg.MetadataValue:
     pool=POSTGRES_WRITES_POOL,
     owners=["team:analytics"],
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check_spec(
             FROZEN_READINGS_CHECK,
-            asset="daily_device_quality",
-            description="Warns and lists devices whose readings froze (README 'Data quality').",
+            "daily_device_quality",
+            "Warns and lists devices whose readings froze that day (README 'Data quality').",
         ),
-        dg.AssetCheckSpec(
+        daily_check_spec(
             GATEWAY_COVERAGE_CHECK,
-            asset="daily_device_quality",
-            description=(
-                "Warns and lists landing folders (gateways) that sent nothing for hours in which "
-                "the rest of the fleet sent readings: one line per gateway, not per device."
-            ),
+            "daily_device_quality",
+            "Warns and lists landing folders (gateways) that sent nothing for hours in which "
+            "the rest of the fleet sent readings that day: one line per gateway, not per device.",
         ),
     ],
 )
@@ -95,24 +78,7 @@ def daily_device_quality(
             or "none",
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name=FROZEN_READINGS_CHECK,
-                passed=not result.frozen,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "devices_with_frozen_readings": len(result.frozen),
-                    f"devices (first {_LISTED})": _frozen_table(result),
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name=GATEWAY_COVERAGE_CHECK,
-                passed=not quiet,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "folders_checked": per_hour["folder"].n_unique(),
-                    "folders_quiet": len(quiet),
-                    f"quiet folders (first {_LISTED})": _quiet_table(quiet),
-                },
-            ),
+            frozen_readings(context.partition_key, result),
+            gateway_coverage(context.partition_key, per_hour, quiet),
         ],
     )

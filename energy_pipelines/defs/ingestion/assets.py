@@ -3,6 +3,7 @@ landing files side by side (one PostgreSQL session per stream, on a thread or in
 process: ingest_streams.py), each stream reconciled on its own session when it is done."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -10,12 +11,13 @@ from energy_pipelines.contract import STREAM_ORDER, STREAMS, Stream
 from energy_pipelines.defs.ingestion.checks import (
     RECONCILE_SPECS,
     reconcile_check_key,
-    reconcile_result,
+    reconcile_latest_run,
+    reconcile_results,
 )
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.ingest import FileOutcome
 from energy_pipelines.ingest_streams import StreamJob, StreamLoad, load_streams
-from energy_pipelines.load.reconcile import Reconciliation, reconcile_run
+from energy_pipelines.load.reconcile import Reconciliation
 
 INGESTION_GROUP = "ingestion"
 COUNT_FIELDS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "rows_conflicting")
@@ -52,23 +54,34 @@ def _table_files(outcomes: list[FileOutcome]) -> list[FileOutcome]:
     return ordered[:_TABLE_FILES]
 
 
-def _files_table(outcomes: list[FileOutcome]) -> dg.TableMetadataValue:
-    columns = ["path", "status", *COUNT_FIELDS, "error"]
+# Outcome, counts and reason first, the path last: a long path must not push what happened to
+# the file out of sight. Paths are the manifest's, relative to the landing root.
+FILE_TABLE_COLUMNS = ("status", *COUNT_FIELDS, "error", "path")
+
+
+def _files_table(outcomes: list[FileOutcome], landing_root: Path) -> dg.TableMetadataValue:
+    # An OS error names the file by its full path: shown relative, like the path column.
+    root = f"{landing_root}/"
     return dg.MetadataValue.table(
         records=[
             dg.TableRecord(
                 {
-                    "path": o.manifest.path,
                     "status": o.manifest.status,
                     **{c: int(getattr(o.manifest, c)) for c in COUNT_FIELDS},
-                    "error": o.manifest.error or "",
+                    "error": (o.manifest.error or "").replace(root, ""),
+                    "path": o.manifest.path,
                 }
             )
             for o in _table_files(outcomes)
         ],
         schema=dg.TableSchema(
             columns=[
-                dg.TableColumn(c, "int" if c.startswith("rows_") else "string") for c in columns
+                dg.TableColumn(
+                    c,
+                    "int" if c.startswith("rows_") else "string",
+                    description="relative to the landing root" if c == "path" else None,
+                )
+                for c in FILE_TABLE_COLUMNS
             ]
         ),
     )
@@ -92,14 +105,17 @@ HISTORY_SPECS = {
 HISTORY_ASSETS = {name: spec.key for name, spec in HISTORY_SPECS.items()}
 
 
-def _reconcile_only(energy: EnergyStorage, stream: Stream, run_id: str) -> Reconciliation:
-    # The check selected without its asset: it checks the files of its own run (none).
+def _reconcile_only(
+    energy: EnergyStorage, stream: Stream
+) -> tuple[str | None, Reconciliation | None]:
+    # The check selected without its asset: its own run loads nothing, so it checks the
+    # stream's latest run that did.
     with energy.connection() as conn:
-        return reconcile_run(conn, stream, run_id)
+        return reconcile_latest_run(conn, stream)
 
 
 def _materialization(
-    context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad
+    context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad, landing_root: Path
 ) -> dg.MaterializeResult:
     outcomes, seconds = load.outcomes, load.seconds
     # A log line is an event in Dagster's storage: one per file would cost more than loading
@@ -145,7 +161,7 @@ def _materialization(
                 sorted({d.isoformat() for o in outcomes for d in o.manifest.days_touched})
             )
             or "none",
-            "per_file": _files_table(outcomes),
+            "per_file": _files_table(outcomes, landing_root),
             "per_file_rows_shown": min(len(outcomes), _TABLE_FILES),
             "preview": dg.MetadataValue.md(load.preview),
         },
@@ -179,11 +195,12 @@ def load_landing_files(
         if isinstance(load, Exception):
             failed.append(f"{stream.table}: {str(load).strip()}")
             continue
-        yield _materialization(context, stream, load)
-        if load.reconciliation is not None:
-            yield reconcile_result(stream, load.reconciliation)
+        yield _materialization(context, stream, load, energy.settings().landing_dir)
+        if stream in checked:
+            yield from reconcile_results(context.log, stream, load.reconciliation, context.run_id)
     for stream in sorted(checked - set(streams), key=STREAM_ORDER.index):
-        yield reconcile_result(stream, _reconcile_only(energy, stream, context.run_id))
+        run_checked, reconciliation = _reconcile_only(energy, stream)
+        yield from reconcile_results(context.log, stream, reconciliation, run_checked)
     if failed:
         # Loaded files stay loaded (one transaction each); the others wait for the next run.
         raise RuntimeError("; ".join(failed))
