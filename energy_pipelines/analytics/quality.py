@@ -17,13 +17,18 @@ import polars as pl
 from numpy.typing import NDArray
 
 from energy_pipelines.analytics.quality_fold import (
+    HOURS,
     TOP_K,
     StreamQuality,
+    compose,
     day_start,
     empty_state,
     fold,
     padded,
+    state_arrays,
+    state_frame,
 )
+from energy_pipelines.analytics.quality_hours import HourSummaries
 from energy_pipelines.settings import QualityRules
 
 # Readings up to this late (behind the newest one) do not make a refresh fold a day again.
@@ -76,6 +81,24 @@ def fold_day(
     kept = fold(state, before, devices, spec, rules, day, start, through)
     rest = readings.filter(pl.col("ts") >= split)
     return kept, fold(kept, rest, devices, spec, rules, day, through, spec.per_day)
+
+
+def compose_day(
+    state: pl.DataFrame,
+    cells: HourSummaries,
+    devices: pl.Series,
+    spec: StreamQuality,
+    rules: QualityRules,
+    through_hour: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Compose hour summaries (cell = device * 24 + hour, none before a device's position in
+    `state`) onto it: (the state at `through_hour`, the state at the day's end)."""
+    arrays = state_arrays(state, devices)
+    before = cells.cell % HOURS < through_hour
+    compose(arrays, cells.take(np.flatnonzero(before)), spec, rules, 0, through_hour)
+    kept = state_frame({name: values.copy() for name, values in arrays.items()}, devices)
+    compose(arrays, cells.take(np.flatnonzero(~before)), spec, rules, through_hour, HOURS)
+    return kept, state_frame(arrays, devices)
 
 
 def spike_references(previous: pl.DataFrame) -> pl.DataFrame:
