@@ -36,6 +36,9 @@ CREATE TABLE device_hour_quality (
     value_trail_run             integer NOT NULL,
     value_frozen                integer NOT NULL,
     soc_drops                   integer NOT NULL,
+    -- The greatest common divisor of the steps between the hour's received intervals (0:
+    -- fewer than two intervals).
+    step_gcd                    integer NOT NULL,
     -- The hour's 16 largest interval energies, largest first, as big-endian float8
     -- (-Infinity where the hour has fewer intervals).
     top_kwh                     bytea NOT NULL CHECK (length(top_kwh) = 128),
@@ -43,6 +46,15 @@ CREATE TABLE device_hour_quality (
 );
 
 GRANT SELECT, INSERT ON device_hour_quality TO energy_loader;
+
+-- The day's reporting step: the greatest common divisor of the minutes between a device's
+-- consecutive received intervals (NULL with fewer than two). It equals cadence_minutes for a
+-- device on the configured cadence, gaps or not; a multiple of it means every reading of the
+-- day lies on a coarser grid: the device reports less often than the setting says.
+ALTER TABLE daily_device_quality ADD COLUMN reporting_step_minutes integer;
+-- The kept fold carries the step so far; folds kept before it are folded again once (their
+-- layout in `rules` is an older one).
+ALTER TABLE device_quality_state ADD COLUMN step_gcd integer NOT NULL DEFAULT 0;
 
 -- Retention also drops the hour summaries of the days it drops (as in sql/014, plus them).
 CREATE OR REPLACE FUNCTION drop_day_partitions_before(parent regclass, before_day date)

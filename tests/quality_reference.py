@@ -4,6 +4,7 @@ and composition it checks."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -108,5 +109,8 @@ def reference_rows(
             "soc_drop_while_charging": drops if is_vehicle else None,
             "estimated_gap_count": len(estimates),
             "estimated_missing_kwh": sum(estimates),
+            "reporting_step_minutes": math.gcd(*(b[0] - a[0] for a, b in pairwise(got))) * cadence
+            if len(got) > 1
+            else None,
         }
     return rows

@@ -12,13 +12,14 @@ import polars as pl
 import pytest
 
 from energy_pipelines.analytics.binary_copy import parse_copy_binary
+from energy_pipelines.analytics.daily import materialize_vehicle_day
 from energy_pipelines.analytics.quality import quality_of_day
 from energy_pipelines.analytics.quality_db import refresh_quality_day
 from energy_pipelines.analytics.quality_fold import StreamQuality
 from energy_pipelines.analytics.quality_hours_db import add_hour_quality
 from energy_pipelines.contract import METER, VEHICLE, Stream
 from energy_pipelines.load.retention import drop_old_partitions
-from energy_pipelines.settings import QualityRules, Settings
+from energy_pipelines.settings import EvidenceRules, QualityRules, Settings
 from tests.conftest import query
 from tests.quality_reference import Reading, reference_rows
 from tests.test_hot_and_daily import load
@@ -35,6 +36,7 @@ _INTEGERS = [
     "spike_count",
     "soc_drop_while_charging",
     "estimated_gap_count",
+    "reporting_step_minutes",
 ]
 _FLOATS = ["coverage", "spike_reference_kwh", "max_interval_kwh", "estimated_missing_kwh"]
 
@@ -225,3 +227,63 @@ def test_retention_drops_the_hour_summaries_of_the_days_it_drops(db, settings: S
     assert query(
         db, "SELECT has_table_privilege('energy_loader', 'device_hour_quality', 'SELECT, INSERT')"
     ) == [(True,)]
+
+
+@pytest.mark.parametrize("every", [5, 15])
+def test_a_meter_reporting_less_often_than_the_cadence_setting(
+    db, database_url: str, settings: Settings, every: int
+) -> None:
+    """README "Data quality", another cadence: measured against the setting, and named."""
+    load(db, settings, "correlation", ["m-1,v-1"])
+    charge = START + timedelta(hours=20)
+    # The vehicle reports every minute of a 4-hour charge (0.1 kWh DC each); the meter every
+    # `every` minutes, each reading the energy of its `every` minutes (0.11 kWh AC a minute).
+    load(db, settings, "vehicle", _csv(VEHICLE, [
+        ("v-1", charge + timedelta(minutes=m), 0.1, 50 + m / 5) for m in range(240)
+    ]))  # fmt: skip
+    readings = 240 // every
+    load(db, settings, "meter", _csv(METER, [
+        ("m-1", charge + timedelta(minutes=m), round(0.11 * every, 3), 230.0 + m % 3)
+        for m in range(0, 240, every)
+    ]))  # fmt: skip
+    per_minute = replace(settings, evidence=EvidenceRules())  # the default, 60 s
+    result = refresh_quality_day(db, database_url, DAY, per_minute)
+    meter = _rows(db, DAY)["m-1"]
+    # Against 1-minute intervals the meter is expected from its first reading to its last and
+    # misses `every` - 1 intervals after each reading; its reporting step says why.
+    expected = 240 - every + 1
+    assert (meter["received_intervals"], meter["expected_intervals"]) == (readings, expected)
+    assert (meter["gap_count"], meter["longest_gap_minutes"]) == (readings - 1, every - 1)
+    assert meter["reporting_step_minutes"] == every
+    assert result.slower == [("meter", "m-1", every, 1, readings)]
+    # Short gaps get estimates linear between neighbours, as the rule says: here they overstate
+    # (each reading already holds its minutes), which is why the check names the device.
+    assert every - 1 <= settings.quality.max_estimated_gap_intervals
+    assert meter["estimated_missing_kwh"] == pytest.approx(
+        (every - 1) * 0.11 * every * (readings - 1)
+    )
+    materialize_vehicle_day(db, DAY, per_minute.evidence)
+    [(coverage, paired, status)] = query(
+        db, "SELECT energy_coverage, paired_efficiency_ratio, status FROM daily_vehicle_efficiency"
+    )
+    # Paired by minute, `every` minutes of AC meet one minute of DC: a wrong verdict.
+    assert coverage == pytest.approx(1 / every)
+    assert paired == pytest.approx(0.1 / (0.11 * every))
+    assert status == "fault_suspected"
+
+    # With the setting at the meter's cadence, both agree with the readings.
+    fitting = replace(settings, evidence=EvidenceRules(meter_cadence_seconds=every * 60))
+    result = refresh_quality_day(db, database_url, DAY, fitting)
+    meter = _rows(db, DAY)["m-1"]
+    assert (meter["received_intervals"], meter["expected_intervals"], meter["gap_count"]) == (
+        readings,
+        readings,
+        0,
+    )
+    assert meter["reporting_step_minutes"] == every and result.slower == []
+    materialize_vehicle_day(db, DAY, fitting.evidence)
+    [(coverage, paired, status)] = query(
+        db, "SELECT energy_coverage, paired_efficiency_ratio, status FROM daily_vehicle_efficiency"
+    )
+    assert (coverage, status) == (pytest.approx(1.0), "normal")
+    assert paired == pytest.approx(24.0 / 26.4)

@@ -52,11 +52,17 @@ def next_through(newest: datetime | None, day: date, old: datetime) -> datetime:
     return min(max(hour, old, day_start(day)), day_start(day) + timedelta(days=1))
 
 
+# What a kept fold holds; a fold kept in another layout is not folded on (2: the reporting
+# step, sql/019).
+FOLD_LAYOUT = 2
+
+
 def fold_rules(spec: StreamQuality, rules: QualityRules) -> str:
-    """The settings a kept fold depends on: one made with others cannot be folded on."""
+    """The settings a kept fold depends on, and its layout: one made with others cannot be
+    folded on."""
     return (
-        f"cadence={spec.cadence_minutes};frozen={rules.frozen_min_intervals};"
-        f"estimate={rules.max_estimated_gap_intervals}"
+        f"layout={FOLD_LAYOUT};cadence={spec.cadence_minutes};"
+        f"frozen={rules.frozen_min_intervals};estimate={rules.max_estimated_gap_intervals}"
     )
 
 
@@ -196,9 +202,27 @@ def finish(
         pl.col("hour_max").list.max().alias("max_interval_kwh"),
         pl.when(spec.is_vehicle).then("soc_drops").cast(pl.Int32).alias("soc_drop_while_charging"),
         pl.col("estimated_gaps").alias("estimated_gap_count"),
+        pl.when(pl.col("step_gcd") > 0)
+        .then(pl.col("step_gcd") * spec.cadence_minutes)
+        .cast(pl.Int32)
+        .alias("reporting_step_minutes"),
         pl.col("estimated_kwh").alias("estimated_missing_kwh"),
         pl.Series("spike_count_short", short),
     ).sort("device_id")
+
+
+# A device is said to report less often than its stream's cadence only on this many received
+# intervals of the day: two or three lone readings hours apart say nothing about a cadence.
+SLOWER_MIN_INTERVALS = 12
+
+
+def reporting_slower(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows of devices whose readings all lie on a coarser grid than the stream's cadence
+    (device_id, reporting_step_minutes, cadence_minutes, received_intervals)."""
+    return rows.filter(
+        (pl.col("reporting_step_minutes") > pl.col("cadence_minutes"))
+        & (pl.col("received_intervals") >= SLOWER_MIN_INTERVALS)
+    ).select("device_id", "reporting_step_minutes", "cadence_minutes", "received_intervals")
 
 
 def exact_spikes(

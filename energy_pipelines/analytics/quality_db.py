@@ -27,6 +27,7 @@ from energy_pipelines.analytics.quality import (
     finish,
     fold_rules,
     next_through,
+    reporting_slower,
     spike_references,
 )
 from energy_pipelines.analytics.quality_fold import HOURS, day_start, summarize_day
@@ -169,6 +170,9 @@ class QualityDayResult:
     devices_folded_again: int
     # stream, device_id, frozen_runs, frozen_voltage_runs: devices whose readings froze.
     frozen: list[tuple[str, str, int, int | None]]
+    # stream, device_id, reporting step, cadence, received intervals: devices that report
+    # less often than their stream's cadence (reporting_slower()).
+    slower: list[tuple[str, str, int, int, int]]
     seconds: float
     neighbours_refreshed: list[date]
 
@@ -219,6 +223,7 @@ def refresh_quality_day(
         .select("device_id", "frozen_runs", "frozen_voltage_runs")
         .iter_rows()
     ]
+    slower = [(r.stream, *row) for r in refreshes for row in reporting_slower(r.rows).iter_rows()]
     done = []
     if neighbours:
         for other in _stale_neighbours(conn, day):
@@ -230,6 +235,7 @@ def refresh_quality_day(
         readings_read=sum(r.readings_read for r in refreshes),
         devices_folded_again=sum(r.devices_folded_again for r in refreshes),
         frozen=frozen,
+        slower=slower,
         seconds=time.perf_counter() - started,
         neighbours_refreshed=done,
     )

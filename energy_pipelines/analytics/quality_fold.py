@@ -48,6 +48,7 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
     "reading_run": pl.Int32(),
     "value_run": pl.Int32(),
     "soc_drops": pl.Int32(),
+    "step_gcd": pl.Int32(),
     "hour_max": pl.List(pl.Float64()),
     "top_kwh": pl.List(pl.Float64()),
 }

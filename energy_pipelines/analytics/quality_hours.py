@@ -51,6 +51,9 @@ class HourSummaries:
     value_trail_run: NDArray[np.int64]
     value_frozen: NDArray[np.int64]
     soc_drops: NDArray[np.int64]
+    # The greatest common divisor of the steps between its received intervals (0: fewer than
+    # two): above 1, every reading of the hour lies on a coarser grid than the cadence.
+    step_gcd: NDArray[np.int64]
     top_kwh: NDArray[np.float64]  # (cells, TOP_K), largest first, -inf padded
 
     def take(self, at: NDArray) -> HourSummaries:
@@ -183,6 +186,11 @@ def _gaps(got: _Received, rules: QualityRules, out: dict[str, NDArray]) -> None:
     length = step - 1
     after = got.rows[1:]
     out["gap_count"] = got.per_cell(after[gap])
+    # gcd(0, x) = x: a 0 in place of each step across cells (and one at the end, which
+    # reduceat may index) leaves every cell the gcd of its own steps.
+    steps = np.r_[np.where(got.same, step, 0), 0]
+    if got.first.size:
+        out["step_gcd"][got.rows[got.first]] = np.gcd.reduceat(steps, got.first)
     np.maximum.at(out["longest_gap"], after[gap], length[gap])
     estimated = gap & (length <= rules.max_estimated_gap_intervals)
     gap_kwh = length * (got.kwh[:-1] + got.kwh[1:]) / 2
@@ -322,6 +330,9 @@ def compose_hour(
             s.value_frozen,
         )
         _compose_runs(state, device, ("value_run", "frozen_value_runs"), values, s.received, n_min)
+    state["step_gcd"][device] = np.gcd.reduce(
+        [state["step_gcd"][device], np.where(has, step, 0), s.step_gcd]
+    )
     state["received"][device] += s.received
     state["readings"][device] += s.readings
     state["first_idx"][device] = np.where(has, state["first_idx"][device], first_idx)

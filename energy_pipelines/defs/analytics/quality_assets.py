@@ -20,12 +20,20 @@ from energy_pipelines.load.database import resolve_database_url
 
 FROZEN_READINGS_CHECK = "frozen_readings"
 GATEWAY_COVERAGE_CHECK = "gateway_coverage"
+REPORTING_CADENCE_CHECK = "reporting_cadence"
 _LISTED = 50
 
 
 def _frozen_table(result: QualityDayResult) -> dg.MetadataValue:
     return markdown_table(
         ("stream", "device", "frozen runs", "frozen voltage runs"), result.frozen[:_LISTED]
+    )
+
+
+def _slower_table(result: QualityDayResult) -> dg.MetadataValue:
+    return markdown_table(
+        ("stream", "device", "reports every (min)", "cadence setting (min)", "intervals"),
+        result.slower[:_LISTED],
     )
 
 
@@ -59,6 +67,16 @@ def _quiet_table(quiet: list[QuietGateway]) -> dg.MetadataValue:
             FROZEN_READINGS_CHECK,
             asset="daily_device_quality",
             description="Warns and lists devices whose readings froze (README 'Data quality').",
+        ),
+        dg.AssetCheckSpec(
+            REPORTING_CADENCE_CHECK,
+            asset="daily_device_quality",
+            description=(
+                "Warns and lists devices that report less often than their stream's cadence "
+                "setting (ENERGY_METER_CADENCE_SECONDS, ENERGY_VEHICLE_CADENCE_SECONDS): their "
+                "coverage, gaps, estimates and paired figures are measured against the setting "
+                "(README 'Data quality')."
+            ),
         ),
         dg.AssetCheckSpec(
             GATEWAY_COVERAGE_CHECK,
@@ -102,6 +120,15 @@ def daily_device_quality(
                 metadata={
                     "devices_with_frozen_readings": len(result.frozen),
                     f"devices (first {_LISTED})": _frozen_table(result),
+                },
+            ),
+            dg.AssetCheckResult(
+                check_name=REPORTING_CADENCE_CHECK,
+                passed=not result.slower,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "devices_reporting_less_often": len(result.slower),
+                    f"devices (first {_LISTED})": _slower_table(result),
                 },
             ),
             dg.AssetCheckResult(
