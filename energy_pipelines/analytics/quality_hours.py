@@ -147,25 +147,31 @@ def _top(received: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _received(
-    flat: NDArray[np.int64],
+    cell: NDArray[np.int64],
+    slot: NDArray[np.int64],
     ts: NDArray[np.int64],
     kwh: NDArray[np.float64],
     value: NDArray[np.float64],
-    size: int,
+    shape: tuple[int, int],
     is_vehicle: bool,
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
-    """The received intervals (flat cell x slot index, in order), their energy and value."""
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """The received intervals in (cell, slot) order: their cell, slot, energy and value."""
+    cells, per_hour = shape
+    flat = cell * per_hour + slot
     if flat.size and (flat[1:] > flat[:-1]).all():
         # One reading an interval, in order (a load's rows come in key order): the readings
         # are the intervals. Adding 0.0 turns -0.0 into 0.0, as the sums below do.
-        return flat, kwh + 0.0, value if is_vehicle else value + 0.0
+        return cell, slot, kwh + 0.0, value if is_vehicle else value + 0.0
+    size = cells * per_hour
     count = np.bincount(flat, minlength=size)
     at = np.flatnonzero(count)
     # float64 even without readings (bincount of no weights answers integers).
     energy = np.bincount(flat, weights=kwh, minlength=size).astype(np.float64)[at]
     if is_vehicle:
-        return at, energy, _latest(flat, ts, value, size)[at]
-    return at, energy, (np.bincount(flat, weights=value, minlength=size) / np.maximum(count, 1))[at]
+        values = _latest(flat, ts, value, size)[at]
+    else:
+        values = (np.bincount(flat, weights=value, minlength=size) / np.maximum(count, 1))[at]
+    return at // per_hour, at % per_hour, energy, values
 
 
 def _edges(got: _Received, out: dict[str, NDArray]) -> None:
@@ -213,9 +219,10 @@ def summarize_hours(
     hour, ts in microseconds); a cell without readings has received == 0. Readings in one
     interval are one received interval: energy their sum, value the mean (meters' voltage) or
     the latest (vehicles' SoC)."""
-    size = cells * per_hour
-    at, energy, values = _received(cell * per_hour + slot, ts, kwh, value, size, is_vehicle)
-    got = _Received(at // per_hour, at % per_hour, energy, values, cells)
+    rows, slots, energy, values = _received(
+        cell, slot, ts, kwh, value, (cells, per_hour), is_vehicle
+    )
+    got = _Received(rows, slots, energy, values, cells)
     out = {name: np.zeros(cells, np.int64) for name in SUMMARY_FIELDS}
     out["cell"] = np.arange(cells, dtype=np.int64)
     out["readings"] = np.bincount(cell, minlength=cells).astype(np.int64)
@@ -236,9 +243,9 @@ def summarize_hours(
     else:
         runs = _runs(got, same_value, got.value != 0, n_min)
         out["value_lead_run"], out["value_trail_run"], out["value_frozen"] = runs
-    received = np.full(size, -np.inf)
-    received[at] = energy
-    out["top_kwh"] = _top(received.reshape(cells, per_hour))
+    received = np.full((cells, per_hour), -np.inf)
+    received[rows, slots] = energy
+    out["top_kwh"] = _top(received)
     return HourSummaries(**out)
 
 
