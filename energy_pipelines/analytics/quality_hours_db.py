@@ -52,20 +52,25 @@ def rule_values(spec: StreamQuality, rules: QualityRules) -> tuple[int, int, int
     return spec.cadence_minutes, rules.frozen_min_intervals, rules.max_estimated_gap_intervals
 
 
-def _cells(frame: pl.DataFrame, device: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """The frame (in device order), each row's cell (device and UTC hour) as a code counted from
-    0, and each cell's hour in hours since the epoch. A load's rows come in key order, so a
-    cell's rows are one run; others are sorted first."""
-    for attempt in range(2):
-        hour = frame["ts"].dt.epoch("us").to_numpy() // _HOUR_US
-        ids = frame[device]
-        starts = np.r_[True, (ids[1:] != ids[:-1]).to_numpy() | (hour[1:] != hour[:-1])]
-        firsts = np.flatnonzero(starts)
-        heads = pl.DataFrame({"device_id": ids.gather(firsts), "hour": hour[firsts]})
-        if attempt or not heads.is_duplicated().any():
-            return frame, np.cumsum(starts) - 1, hour[firsts]
+def _cell_runs(frame: pl.DataFrame, device: str) -> tuple[np.ndarray, pl.DataFrame]:
+    """Where a run of rows of one device and UTC hour starts, and each run's (device_id,
+    hour in hours since the epoch)."""
+    hour = frame["ts"].dt.epoch("us").to_numpy() // _HOUR_US
+    ids = frame[device]
+    starts = np.r_[True, (ids[1:] != ids[:-1]).to_numpy() | (hour[1:] != hour[:-1])]
+    firsts = np.flatnonzero(starts)
+    return starts, pl.DataFrame({"device_id": ids.gather(firsts), "hour": hour[firsts]})
+
+
+def _cells(frame: pl.DataFrame, device: str) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """The frame, each row's cell (device and UTC hour) as a code counted from 0, and each
+    cell's (device_id, hour). A load's rows come in key order, so a cell's rows are one run;
+    rows in another order are sorted first."""
+    starts, heads = _cell_runs(frame, device)
+    if heads.is_duplicated().any():
         frame = frame.sort(device, "ts")
-    raise AssertionError("unreachable")
+        starts, heads = _cell_runs(frame, device)
+    return frame, np.cumsum(starts) - 1, heads
 
 
 def hour_quality_rows(
@@ -74,38 +79,37 @@ def hour_quality_rows(
     """The rows of device_hour_quality for rows a load inserted (the stream's columns), one per
     device and UTC hour they hold."""
     contract, kind, _ = STREAMS[stream.name]
-    device = contract.key[0]
-    frame, cell, hours = _cells(inserted, device)
+    frame, cell, heads = _cells(inserted, contract.key[0])
     ts = frame["ts"].dt.epoch("us").to_numpy()
+    n = heads.height
     summaries = _summarize(
         cell,
-        ts // spec.interval_us - (ts // _HOUR_US) * spec.per_hour,
+        ts // spec.interval_us % spec.per_hour,  # intervals never straddle an hour
         ts,
         frame[value_column(contract, "kwh")].to_numpy().astype(np.float64),
         frame[value_column(contract, kind)].to_numpy().astype(np.float64),
-        hours.size,
+        n,
         spec.per_hour,
         spec.is_vehicle,
         rules,
     )
-    ids = frame[device].gather(np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]))
-    top = summaries.top_kwh.astype(">f8").tobytes()
     columns: dict[str, Any] = {
-        "stream": pa.array([stream.name] * hours.size, pa.string()),
-        "hour": pa.array(hours * _HOUR_US, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "device_id": ids.to_arrow().cast(pa.string()),
+        "stream": pa.repeat(pa.scalar(stream.name, pa.string()), n),
+        "hour": pa.array(heads["hour"].to_numpy() * _HOUR_US).cast(pa.timestamp("us", tz="UTC")),
+        "device_id": heads["device_id"].to_arrow().cast(pa.string()),
     }
     for name, value in zip(
         ("cadence_minutes", "frozen_min_intervals", "max_estimated_gap_intervals"),
         rule_values(spec, rules),
         strict=True,
     ):
-        columns[name] = pa.array(np.full(hours.size, value, np.int32))
+        columns[name] = pa.array(np.full(n, value, np.int32))
     for name in STORED:
         dtype = np.float64 if name in _FLOATS else np.int64 if name in _WIDE else np.int32
         columns[name] = pa.array(getattr(summaries, name).astype(dtype))
+    top = pa.py_buffer(summaries.top_kwh.astype(">f8").tobytes())
     columns["top_kwh"] = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(TOP_K * 8), hours.size, [None, pa.py_buffer(top)]
+        pa.binary(TOP_K * 8), n, [None, top]
     ).cast(pa.binary())
     return pa.table(columns)
 
