@@ -2,9 +2,10 @@
 
 Flags on kept readings, never rejections (README "Data quality"). A reading's interval is
 floor(ts / cadence); several readings in one interval count as one received interval, whose
-energy is their sum, voltage their mean and state of charge the latest one. quality_fold.py
-folds readings into one position per device; finish() turns the position at the day's end into
-the day's row; quality_db.py reads the inputs and writes the rows.
+energy is their sum, voltage their mean and state of charge the latest one. quality_hours.py
+summarizes a device's hour and composes hours in time order, quality_fold.py folds readings
+that way into one position per device; finish() turns the position at the day's end into the
+day's row; quality_read.py reads the inputs and quality_db.py writes the rows.
 """
 
 from __future__ import annotations
@@ -64,10 +65,6 @@ def fold_rules(spec: StreamQuality, rules: QualityRules) -> str:
         f"layout={FOLD_LAYOUT};cadence={spec.cadence_minutes};"
         f"frozen={rules.frozen_min_intervals};estimate={rules.max_estimated_gap_intervals}"
     )
-
-
-def interval_index(spec: StreamQuality, day: date, moment: datetime) -> int:
-    return int((moment - day_start(day)) / timedelta(minutes=spec.cadence_minutes))
 
 
 def fold_day(
