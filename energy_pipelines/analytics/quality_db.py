@@ -61,15 +61,13 @@ def compute(inputs: StreamInputs, day: date, rules: QualityRules) -> StreamRefre
     spec = inputs.spec
     read = summarize_day(inputs.readings, inputs.devices.len(), spec, rules, day)
     cells = HourSummaries.concat([inputs.summaries, read])
-    # The newest reading as far as the summaries tell: the start of their last interval.
+    # The newest reading as far as the summaries tell: the start of its interval.
     last = cells.cell % HOURS * spec.per_hour + cells.last_slot
     newest = (
         day_start(day) + timedelta(minutes=int(last.max()) * spec.cadence_minutes)
         if last.size
         else None
     )
-    if inputs.readings.height:
-        newest = max(newest, inputs.readings["ts"].max())  # type: ignore[type-var, arg-type]
     through = next_through(newest, day, inputs.through)
     kept, final = compose_day(
         inputs.state,
