@@ -228,9 +228,7 @@ async def _history(
     readings = readings_by_device(got, day.hashes, day.order)
     wanted = np.zeros(day.devices.len() * HOURS, bool)
     wanted[cells] = True
-    ts = readings["ts"].dt.epoch("us").to_numpy()
-    hour = (ts - int(day.start.timestamp()) * 1_000_000) // _HOUR_US
-    cell = readings["device"].to_numpy().astype(np.int64) * HOURS + hour
+    cell = readings["device"].to_numpy().astype(np.int64) * HOURS + day.hour_of(got[1])
     return readings.filter(pl.Series(wanted[cell])), readings.height
 
 
