@@ -7,7 +7,8 @@ largest interval energies. Composing a day's position with the next hour's summa
 folding the hour's readings onto it gives, so an hour summarized once (by the load that wrote
 it, or from history) never needs its readings again.
 
-Cells are (device, hour) pairs; the readings of all cells are summarized at once on a cell x
+Cells are (device, hour) pairs; the readings of all cells are summarized at once: one reading
+an interval in (cell, interval) order (a load's rows) as they come, others through a cell x
 interval matrix (numpy bincount, no sort).
 """
 
