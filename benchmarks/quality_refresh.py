@@ -8,8 +8,9 @@ simulate --meters 5000 --minutes 1440 --files-per-stream 24 --start DAYT00:00:00
 and `energy-pipelines ingest --landing DIR`) and prints one JSON line a round: wall seconds,
 this process's CPU seconds, the CPU seconds of the PostgreSQL server processes on this machine
 (every session's, so other work on the server counts too), the readings read and the load
-average. --from-scratch drops the day's kept fold first, so the whole day is read and folded;
-without it a round reads only the readings after the kept fold, as a refresh a minute does.
+average. --from-scratch drops the day's kept fold first, so the whole day is composed again
+(from the hour summaries its loads left, sql/019, and from history for hours without one);
+without it a round reads only what lies after the kept fold, as a refresh a minute does.
 """
 
 from __future__ import annotations

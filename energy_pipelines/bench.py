@@ -4,7 +4,8 @@
     the same primary key: what a user would write by hand.
 (b) baseline_copy_unindexed: the same into a table without any index: the physical limit.
 (c) pipeline: the full `energy-pipelines ingest` path (history, manifest, quarantine, hot status,
-    daily tables), run as a subprocess so its peak RSS is its own.
+    daily tables), run as a subprocess so its peak RSS is its own; then the refresh of the day's
+    data-quality rows (daily_device_quality), timed on its own.
 Each phase gets a fresh database on the same server; the generated files are cached.
 """
 
@@ -18,8 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from energy_pipelines.load.database import (
     redact_url,
     with_database,
 )
+from energy_pipelines.settings import Settings
 from energy_pipelines.simulate import simulate
 
 BENCH_START = datetime(2026, 2, 10, tzinfo=UTC)
@@ -225,13 +227,42 @@ def loaded_readings(database_url: str) -> tuple[int, int]:
     return int(read), int(loaded)
 
 
+def days_of(size: BenchSize, day: int) -> list[date]:
+    """The UTC days the readings of a batch (the bench's day `day`, counted from 0) fall on."""
+    first = BENCH_START + timedelta(days=day)
+    last = first + timedelta(minutes=size.minutes - 1)
+    return [first.date() + timedelta(days=i) for i in range((last.date() - first.date()).days + 1)]
+
+
+def quality_refresh(database_url: str, days: list[date]) -> dict[str, Any]:
+    """Refresh daily_device_quality for the days a load touched, as the daemon does after it:
+    wall seconds in all, readings read back from history, rows written."""
+    from energy_pipelines.analytics.quality_db import refresh_quality_day
+
+    settings = replace(Settings.from_env(), database_url=database_url)
+    seconds, read, rows = 0.0, 0, 0
+    with connect(database_url) as conn:
+        for day in days:
+            result = refresh_quality_day(conn, database_url, day, settings)
+            seconds += result.seconds
+            read += result.readings_read
+            rows += sum(result.rows.values())
+    return {"seconds": round(seconds, 3), "readings_read": read, "rows": rows}
+
+
 def pipeline_runs(
-    server_url: str, batches: list[Path], work: Path, rows_per_batch: int
+    server_url: str,
+    batches: list[Path],
+    work: Path,
+    rows_per_batch: int,
+    quality_days: list[list[date]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run `energy-pipelines ingest` on a copy of each batch of files in turn, all into one
     fresh database: the second batch (the next day) lands on top of the first. Each run starts
     after a CHECKPOINT, like every phase: a day's load does not pay for writing out the pages
-    the day before left dirty (in production, days are hours of checkpoints apart)."""
+    the day before left dirty (in production, days are hours of checkpoints apart). With
+    `quality_days` (one list a batch), the data-quality rows of those days are refreshed right
+    after each run, as the daemon requests them, and timed apart."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
     execute_admin(server_url, f"CREATE DATABASE {name}")
     landing = work / "landing"
@@ -288,10 +319,20 @@ def pipeline_runs(
                     f"pipeline run read {read:,} and loaded {loaded:,} readings;"
                     f" {expected:,} were generated"
                 )
+            if quality_days is not None:
+                result["quality"] = quality_refresh(env["DATABASE_URL"], quality_days[len(results)])
             results.append(result)
         return results
     finally:
         execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _print_quality(run: dict[str, Any]) -> None:
+    quality = run["quality"]
+    print(
+        f"      quality      {quality['seconds']:7.2f} s after the run: daily_device_quality,"
+        f" {quality['rows']:,} rows, {quality['readings_read']:,} readings read back"
+    )
 
 
 def server_settings(server_url: str) -> dict[str, str]:
@@ -318,7 +359,10 @@ def run_bench(
         settle_server(server_url)
         indexed = baseline_copy(server_url, files, indexed=True)
         print(f"  (a) COPY, primary key: {indexed:7.1f} s {size.rows / indexed:12,.0f} rows/s")
-    pipeline, *later = pipeline_runs(server_url, [files, *later_days], work, size.rows)
+    quality_days = [days_of(size, day) for day in range(days)]
+    pipeline, *later = pipeline_runs(
+        server_url, [files, *later_days], work, size.rows, quality_days
+    )
     seconds = pipeline["seconds"]
     print(f"  (c) pipeline end to end: {seconds:7.1f} s  {size.rows / seconds:12,.0f} rows/s")
     for stage, value in pipeline["stage_seconds"].items():
@@ -330,6 +374,7 @@ def run_bench(
     )
     if pipeline["machine"] is not None:
         print(f"      machine: {pipeline['machine']}")
+    _print_quality(pipeline)
 
     def rounded(value: float, digits: int = 0) -> float | None:
         # Baselines skipped (--pipeline-only) are reported as null, never as a number.
@@ -351,6 +396,9 @@ def run_bench(
         # Where the wall time went: on 2 cores, CPU seconds near 2 x wall mean CPU-bound.
         "cpu_seconds": pipeline["cpu_seconds"],
         "machine": pipeline["machine"],
+        # The day's data-quality refresh after the load (not part of pipeline_seconds).
+        "quality_seconds": pipeline["quality"]["seconds"],
+        "quality_readings_read": pipeline["quality"]["readings_read"],
         # Each later day loaded on top of the ones before: cost should follow the new data.
         "later_days": [
             {
@@ -360,6 +408,8 @@ def run_bench(
                 "stage_seconds": day["stage_seconds"],
                 "cpu_seconds": day["cpu_seconds"],
                 "machine": day["machine"],
+                "quality_seconds": day["quality"]["seconds"],
+                "quality_readings_read": day["quality"]["readings_read"],
             }
             for day in later
         ],
@@ -373,6 +423,7 @@ def run_bench(
         )
         if day["machine"] is not None:
             print(f"      machine: {day['machine']}")
+        _print_quality(day)
     print(
         f"  ratio (c)/(a) {report['ratio_vs_indexed']}, (c)/(b) {report['ratio_vs_unindexed']},"
         f" pipeline peak RSS {report['peak_rss_mb']} MB"

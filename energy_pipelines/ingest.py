@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from energy_pipelines.analytics.quality_hours_db import add_hour_quality
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_candidates
@@ -391,6 +392,7 @@ def _write_prepared(
         )
         write_status_candidates(cur, stream, inserted, file_id)
         add_hourly_totals(cur, stream, hourly_totals(inserted, stream))
+        add_hour_quality(cur, stream, inserted)
     crash_point("after_history_insert")
     write_rejected_rows(cur, _rejected_rows_frame(prepared, written.conflicts, file, file_id))
     return RowCounts(

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from energy_pipelines.analytics.quality_hours_db import add_hour_quality
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES, write_status_candidates
@@ -249,6 +250,7 @@ def _write_group(cur: Any, stream: Stream, group: _Group) -> tuple[pl.DataFrame,
         inserted = inserted.join(row_file_ids, on=ROW_NUMBER, how="left")
         write_status_candidates(cur, stream, inserted)
         add_hourly_totals(cur, stream, hourly_totals(inserted, stream))
+        add_hour_quality(cur, stream, inserted)
     crash_point("after_history_insert")
     stored = _stored_rows(written)
     counts = counts_per_file(

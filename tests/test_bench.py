@@ -25,6 +25,8 @@ REPORT_KEYS = {
     "cpu_seconds",
     "later_days",
     "machine",
+    "quality_seconds",
+    "quality_readings_read",
 }
 STAGES = {"read", "validate", "transform", "load", "index", "hot_status", "daily"}
 
@@ -65,7 +67,13 @@ def test_bench_reports_every_phase_of_a_run_that_loaded_all_rows(
     (day_two,) = report["later_days"]
     assert set(day_two["stage_seconds"]) == STAGES and day_two["pipeline_seconds"] > 0
     assert day_two["machine"]["system_seconds"] >= 0
-    assert "ratio (c)/(a)" in capsys.readouterr().out
+    # Each day's data-quality rows are refreshed after its load and timed; the day's readings
+    # are read back unless the load left its hour summaries (sql/019).
+    assert report["quality_seconds"] > 0 and day_two["quality_seconds"] > 0
+    assert report["quality_readings_read"] in (0, report["rows"])
+    out = capsys.readouterr().out
+    assert "ratio (c)/(a)" in out
+    assert out.count(" s after the run: daily_device_quality, 20 rows,") == 2
     # Every phase's scratch database is gone again.
     assert _bench_databases(server_url) == before
 

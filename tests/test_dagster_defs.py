@@ -175,6 +175,7 @@ def test_status_and_daily_assets_through_dagster(
         "fleet_faults": False,  # 0.5 < 0.85
         "insufficient_evidence": True,
         "frozen_readings": True,
+        "reporting_cadence": True,
         "gateway_coverage": True,
     }
     assert query(db, "SELECT status FROM daily_vehicle_efficiency") == [("fault_suspected",)]

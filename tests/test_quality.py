@@ -283,17 +283,28 @@ def _quality(db, day: date) -> dict[str, dict]:  # type: ignore[no-untyped-def]
     return {r[0]: dict(zip(names, r, strict=True)) for r in rows}
 
 
+def load_without_summaries(db, settings: Settings, stream: str, rows: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Load a file and drop the hour summaries its load may have left (sql/019): the refresh
+    then reads every hour it has not folded from history."""
+    load(db, settings, stream, rows)
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM device_hour_quality")
+    db.commit()
+
+
 def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next_day(
     db, database_url: str, settings: Settings
 ) -> None:
     before = DAY - timedelta(days=1)
-    load(db, settings, "meter", _meter_rows(at(23, 59, day=before), 1))
+    load_without_summaries(db, settings, "meter", _meter_rows(at(23, 59, day=before), 1))
     # 00:00-00:09 and 00:20-00:29 (energy 0.2 and 0.4 around the gap), then 02:00-02:29.
-    load(db, settings, "meter", _meter_rows(at(0, 0), 10) + _meter_rows(at(0, 20), 10, 0.4))
-    load(db, settings, "meter", _meter_rows(at(2, 0), 30))
+    load_without_summaries(
+        db, settings, "meter", _meter_rows(at(0, 0), 10) + _meter_rows(at(0, 20), 10, 0.4)
+    )
+    load_without_summaries(db, settings, "meter", _meter_rows(at(2, 0), 30))
     vehicle = [(50, 0.1), (51, 0.1), (50.5, 0.1), (50.0, 0.0)]  # SoC falls while charging once
     rows = [f"v-1,{soc},{dc},25,{at(10, i).isoformat()}" for i, (soc, dc) in enumerate(vehicle)]
-    load(db, settings, "vehicle", rows)
+    load_without_summaries(db, settings, "vehicle", rows)
     scans = scans_of_day(db, "20260210")
     first = refresh_quality_day(db, database_url, DAY, settings)
     assert scans_of_day(db, "20260210") == scans  # only the day's partitions are read
@@ -313,7 +324,9 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
 
     # A late reading before 02:00 and a duplicate of one already kept: m-1 is folded again from
     # the day's start; the duplicate never counts twice.
-    load(db, settings, "meter", _meter_rows(at(0, 15), 1, 0.3) + _meter_rows(at(2, 0), 1))
+    load_without_summaries(
+        db, settings, "meter", _meter_rows(at(0, 15), 1, 0.3) + _meter_rows(at(2, 0), 1)
+    )
     late = refresh_quality_day(db, database_url, DAY, settings)
     # Read: m-1's 21 readings before 02:00, the 30 from 02:00 (the duplicate is not in history)
     # and v-1's 4.
@@ -322,7 +335,9 @@ def test_a_refresh_of_loaded_files_follows_late_readings_duplicates_and_the_next
     assert (m["received_intervals"], m["gap_count"], m["estimated_gap_count"]) == (51, 3, 2)
 
     # m-1 reports the next day: refreshing that day extends this day's span to its end.
-    load(db, settings, "meter", _meter_rows(at(0, 0, day=DAY + timedelta(days=1)), 1))
+    load_without_summaries(
+        db, settings, "meter", _meter_rows(at(0, 0, day=DAY + timedelta(days=1)), 1)
+    )
     nxt = refresh_quality_day(db, database_url, DAY + timedelta(days=1), settings)
     assert nxt.neighbours_refreshed == [DAY]
     m = _quality(db, DAY)["m-1"]

@@ -2,9 +2,10 @@
 
 Flags on kept readings, never rejections (README "Data quality"). A reading's interval is
 floor(ts / cadence); several readings in one interval count as one received interval, whose
-energy is their sum, voltage their mean and state of charge the latest one. quality_fold.py
-folds readings into one position per device; finish() turns the position at the day's end into
-the day's row; quality_db.py reads the inputs and writes the rows.
+energy is their sum, voltage their mean and state of charge the latest one. quality_hours.py
+summarizes a device's hour and composes hours in time order, quality_fold.py folds readings
+that way into one position per device; finish() turns the position at the day's end into the
+day's row; quality_read.py reads the inputs and quality_db.py writes the rows.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ import polars as pl
 from numpy.typing import NDArray
 
 from energy_pipelines.analytics.quality_fold import (
+    HOURS,
     TOP_K,
     StreamQuality,
+    compose,
     day_start,
     empty_state,
     fold,
     padded,
+    state_arrays,
+    state_frame,
 )
+from energy_pipelines.analytics.quality_hours import HourSummaries
 from energy_pipelines.settings import QualityRules
 
 # Readings up to this late (behind the newest one) do not make a refresh fold a day again.
@@ -47,16 +53,18 @@ def next_through(newest: datetime | None, day: date, old: datetime) -> datetime:
     return min(max(hour, old, day_start(day)), day_start(day) + timedelta(days=1))
 
 
+# What a kept fold holds; a fold kept in another layout is not folded on (2: the reporting
+# step, sql/019).
+FOLD_LAYOUT = 2
+
+
 def fold_rules(spec: StreamQuality, rules: QualityRules) -> str:
-    """The settings a kept fold depends on: one made with others cannot be folded on."""
+    """The settings a kept fold depends on, and its layout: one made with others cannot be
+    folded on."""
     return (
-        f"cadence={spec.cadence_minutes};frozen={rules.frozen_min_intervals};"
-        f"estimate={rules.max_estimated_gap_intervals}"
+        f"layout={FOLD_LAYOUT};cadence={spec.cadence_minutes};"
+        f"frozen={rules.frozen_min_intervals};estimate={rules.max_estimated_gap_intervals}"
     )
-
-
-def interval_index(spec: StreamQuality, day: date, moment: datetime) -> int:
-    return int((moment - day_start(day)) / timedelta(minutes=spec.cadence_minutes))
 
 
 def fold_day(
@@ -76,6 +84,24 @@ def fold_day(
     kept = fold(state, before, devices, spec, rules, day, start, through)
     rest = readings.filter(pl.col("ts") >= split)
     return kept, fold(kept, rest, devices, spec, rules, day, through, spec.per_day)
+
+
+def compose_day(
+    state: pl.DataFrame,
+    cells: HourSummaries,
+    devices: pl.Series,
+    spec: StreamQuality,
+    rules: QualityRules,
+    through_hour: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Compose hour summaries (cell = device * 24 + hour, none before a device's position in
+    `state`) onto it: (the state at `through_hour`, the state at the day's end)."""
+    arrays = state_arrays(state, devices)
+    before = cells.cell % HOURS < through_hour
+    compose(arrays, cells.take(np.flatnonzero(before)), spec, rules, 0, through_hour)
+    kept = state_frame({name: values.copy() for name, values in arrays.items()}, devices)
+    compose(arrays, cells.take(np.flatnonzero(~before)), spec, rules, through_hour, HOURS)
+    return kept, state_frame(arrays, devices)
 
 
 def spike_references(previous: pl.DataFrame) -> pl.DataFrame:
@@ -173,9 +199,27 @@ def finish(
         pl.col("hour_max").list.max().alias("max_interval_kwh"),
         pl.when(spec.is_vehicle).then("soc_drops").cast(pl.Int32).alias("soc_drop_while_charging"),
         pl.col("estimated_gaps").alias("estimated_gap_count"),
+        pl.when(pl.col("step_gcd") > 0)
+        .then(pl.col("step_gcd") * spec.cadence_minutes)
+        .cast(pl.Int32)
+        .alias("reporting_step_minutes"),
         pl.col("estimated_kwh").alias("estimated_missing_kwh"),
         pl.Series("spike_count_short", short),
     ).sort("device_id")
+
+
+# A device is said to report less often than its stream's cadence only on this many received
+# intervals of the day: two or three lone readings hours apart say nothing about a cadence.
+SLOWER_MIN_INTERVALS = 12
+
+
+def reporting_slower(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows of devices whose readings all lie on a coarser grid than the stream's cadence
+    (device_id, reporting_step_minutes, cadence_minutes, received_intervals)."""
+    return rows.filter(
+        (pl.col("reporting_step_minutes") > pl.col("cadence_minutes"))
+        & (pl.col("received_intervals") >= SLOWER_MIN_INTERVALS)
+    ).select("device_id", "reporting_step_minutes", "cadence_minutes", "received_intervals")
 
 
 def exact_spikes(

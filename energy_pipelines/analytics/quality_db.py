@@ -1,16 +1,9 @@
-"""Reads and writes of the data-quality rows; analytics/quality.py computes them.
+"""Refreshes of the data-quality rows: reads (quality_read.py), the fold (quality.py), writes.
 
-A refresh of a UTC day reads, per stream and in one snapshot, the stored fold of the day
-(device_quality_state), the day's devices from the hourly totals (with the readings each had
-before the fold's position, to notice late readings), and the history readings the fold has not
-seen: from the stored position on for every device, and the whole day of a device that got
-late readings before it. Only the day's partitions are read: history is read through COPY,
-which takes no parameters, so asyncpg inlines the bounds as literals quoted by the server, and
-the planner prunes with them. Readings arrive as binary COPY of fixed-width columns (the device
-as a 64-bit hash of its id, mapped back through the day's device list) and are parsed with
-numpy (binary_copy.py).
-
-The rows and the new fold of both streams replace the day's in one transaction.
+A refresh of a UTC day reads each stream in one snapshot, on a connection of its own so the
+server reads both streams on the two cores, composes what it read onto the kept fold and
+finishes the day's rows. The rows and the new fold of both streams replace the day's in one
+transaction.
 """
 
 from __future__ import annotations
@@ -29,170 +22,25 @@ from energy_pipelines.analytics.binary_copy import copy_columns, readings_by_dev
 from energy_pipelines.analytics.daily import lock_day
 from energy_pipelines.analytics.quality import (
     StreamQuality,
+    compose_day,
     exact_spikes,
     finish,
-    fold_day,
     fold_rules,
-    interval_index,
     next_through,
+    reporting_slower,
     spike_references,
 )
-from energy_pipelines.analytics.quality_fold import HOURS, STATE_SCHEMA, TOP_K, day_start
-from energy_pipelines.contract import METER, VEHICLE, Stream
+from energy_pipelines.analytics.quality_fold import HOURS, day_start, summarize_day
+from energy_pipelines.analytics.quality_hours import HourSummaries
+from energy_pipelines.analytics.quality_hours_db import STREAMS
+from energy_pipelines.analytics.quality_read import (
+    STATE_COLUMNS,
+    StreamInputs,
+    read_inputs,
+    stream_sql,
+)
 from energy_pipelines.load.database import Connection
-from energy_pipelines.load.history import HOURLY_TOTALS_TABLES
 from energy_pipelines.settings import QualityRules, Settings
-
-# Per stream: its contract, the kind of its second value, its hourly totals table (sql/014).
-STREAMS: dict[str, tuple[Stream, str, str]] = {
-    "meter": (METER, "voltage", HOURLY_TOTALS_TABLES["meter"]),
-    "vehicle": (VEHICLE, "soc", HOURLY_TOTALS_TABLES["vehicle"]),
-}
-
-
-def _column(contract: Stream, kind: str) -> str:
-    return next(f.column for f in contract.fields if f.kind == kind)
-
-
-# A device's typical maximum comes from this many days before.
-REFERENCE_DAYS = 7
-_STATE_COLUMNS = [c for c in STATE_SCHEMA if c != "device_id"]
-
-
-@dataclass
-class StreamInputs:
-    """What one stream's refresh of a day folds: the kept fold of devices whose readings it
-    saw (`state`), the readings it has not seen, the day's devices (`device` codes index them)."""
-
-    spec: StreamQuality
-    devices: pl.Series
-    hashes: np.ndarray
-    state: pl.DataFrame
-    folded_again: int
-    start: int
-    through: datetime
-    readings: pl.DataFrame
-    reported_before: list[str]
-    reported_after: list[str]
-    previous: pl.DataFrame
-
-
-def _sql(spec: StreamQuality) -> dict[str, str]:
-    """The stream's statements; names come from the contract, values travel as parameters."""
-    contract, value_kind, totals = STREAMS[spec.stream]
-    device, kwh, value = contract.key[0], _column(contract, "kwh"), _column(contract, value_kind)
-    history = (
-        f"SELECT hashtextextended({device}, 0), ts, {kwh}, {value} FROM {contract.table}"
-        " WHERE ts >= $1::timestamptz AND ts < $2::timestamptz"
-    )
-    return {
-        "state": f"SELECT device_id, {', '.join(_STATE_COLUMNS)}, through"
-        " FROM device_quality_state WHERE stream = $1 AND day = $2 AND rules = $3",
-        "devices": f"SELECT {device}, hashtextextended({device}, 0),"
-        " coalesce(sum(readings) FILTER (WHERE hour < $3), 0)"
-        f" FROM {totals} WHERE hour >= $1 AND hour < $2 GROUP BY 1",
-        "present": f"SELECT DISTINCT {device} FROM {totals} WHERE hour >= $1 AND hour < $2",
-        "previous": "SELECT device_id, max_interval_kwh FROM daily_device_quality"
-        " WHERE stream = $1 AND day >= $2 AND day < $3",
-        "history": history,
-        "history_of": history + f" AND {device} = ANY($3::text[])",
-    }
-
-
-def _lists(name: str, values: tuple[list[float], ...], width: int) -> pl.Series:
-    """A list column through one padded numpy matrix: built list by list, Polars made a Series
-    of each (0.5 s for a stream's 5,000 devices)."""
-    matrix = np.full((len(values), width), -np.inf)
-    for i, items in enumerate(values):
-        matrix[i, : len(items)] = items
-    lists = pl.Series(name, matrix).arr.to_list()
-    return lists.list.eval(pl.element().filter(pl.element() > -np.inf))
-
-
-def _state(records: list[asyncpg.Record]) -> pl.DataFrame:
-    schema = {**STATE_SCHEMA, "through": pl.Datetime("us", "UTC")}
-    columns = list(zip(*records, strict=True)) if records else [() for _ in schema]
-    return pl.DataFrame(
-        [
-            _lists(name, values, HOURS if name == "hour_max" else TOP_K)
-            if isinstance(dtype, pl.List)
-            else pl.Series(name, values, dtype)
-            for (name, dtype), values in zip(schema.items(), columns, strict=True)
-        ]
-    )
-
-
-async def _devices(
-    conn: asyncpg.Connection, sql: dict[str, str], day: date, through: datetime
-) -> tuple[pl.Series, np.ndarray, np.ndarray]:
-    """The day's devices, their id hashes and their readings before `through`."""
-    start = day_start(day)
-    rows = await conn.fetch(sql["devices"], start, start + timedelta(days=1), through)
-    devices = pl.Series("device_id", [r[0] for r in rows], pl.String)
-    hashes = np.array([r[1] for r in rows], np.int64)
-    if np.unique(hashes).size != hashes.size:
-        raise RuntimeError(f"two device ids of {day} share a 64-bit hash")
-    return devices, hashes, np.array([r[2] for r in rows], np.int64)
-
-
-async def _present(conn: asyncpg.Connection, sql: dict[str, str], day: date) -> list[str]:
-    start = day_start(day)
-    return [r[0] for r in await conn.fetch(sql["present"], start, start + timedelta(days=1))]
-
-
-async def _previous(
-    conn: asyncpg.Connection, sql: dict[str, str], spec: StreamQuality, day: date
-) -> pl.DataFrame:
-    since = day - timedelta(days=REFERENCE_DAYS)
-    rows = await conn.fetch(sql["previous"], spec.stream, since, day)
-    schema = {"device_id": pl.String, "max_interval_kwh": pl.Float64}
-    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
-
-
-async def read_inputs(
-    conn: asyncpg.Connection, spec: StreamQuality, rules: QualityRules, day: date
-) -> StreamInputs:
-    """One stream's inputs for refreshing `day`, in the caller's snapshot."""
-    sql = _sql(spec)
-    start, end = day_start(day), day_start(day) + timedelta(days=1)
-    stored = _state(await conn.fetch(sql["state"], spec.stream, day, fold_rules(spec, rules)))
-    through = stored["through"].max() if stored.height else start
-    devices, hashes, before = await _devices(conn, sql, day, through)  # type: ignore[arg-type]
-    # A device's fold is kept when it saw every reading the hourly totals count before it.
-    seen = pl.DataFrame({"device_id": devices, "seen": before})
-    state = stored.join(seen, on="device_id").filter(
-        (pl.col("through") == through) & (pl.col("readings") == pl.col("seen"))
-    )
-    if state.height == 0:
-        through = start
-    # Devices whose readings before `through` the kept fold does not hold: read from the start.
-    again = seen.filter(
-        ~pl.col("device_id").is_in(state["device_id"].implode()) & (pl.col("seen") > 0)
-    )["device_id"].to_list()
-    order = np.argsort(hashes)
-    if through > start:
-        # The day's ids let a day kept as one table (live files) be read through its key
-        # instead of scanned whole for the last hour: 43 ms against 0.18 s on 3.6 M readings.
-        ids = devices.to_list()
-        parts = [await copy_columns(conn, sql["history_of"], through, end, ids)]
-    else:
-        parts = [await copy_columns(conn, sql["history"], through, end)]
-    if again and through > start:
-        parts.append(await copy_columns(conn, sql["history_of"], start, through, again))
-    columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
-    return StreamInputs(
-        spec=spec,
-        devices=devices,
-        hashes=hashes,
-        state=state.drop("through", "seen"),
-        folded_again=len(again),
-        start=0 if again else interval_index(spec, day, through),
-        through=through,  # type: ignore[arg-type]
-        readings=readings_by_device(columns, hashes, order),
-        reported_before=await _present(conn, sql, day - timedelta(days=1)),
-        reported_after=await _present(conn, sql, day + timedelta(days=1)),
-        previous=await _previous(conn, sql, spec, day),
-    )
 
 
 @dataclass(frozen=True)
@@ -211,18 +59,23 @@ class StreamRefresh:
 def compute(inputs: StreamInputs, day: date, rules: QualityRules) -> StreamRefresh:
     """The pure part of a refresh: fold what was read into the kept fold, then finish."""
     spec = inputs.spec
-    read = inputs.readings
-    newest = read["ts"].max() if read.height else None
-    through = next_through(newest, day, inputs.through)  # type: ignore[arg-type]
-    kept, final = fold_day(
+    read = summarize_day(inputs.readings, inputs.devices.len(), spec, rules, day)
+    cells = HourSummaries.concat([inputs.summaries, read])
+    # The newest reading as far as the summaries tell: the start of its interval.
+    last = cells.cell % HOURS * spec.per_hour + cells.last_slot
+    newest = (
+        day_start(day) + timedelta(minutes=int(last.max()) * spec.cadence_minutes)
+        if last.size
+        else None
+    )
+    through = next_through(newest, day, inputs.through)
+    kept, final = compose_day(
         inputs.state,
-        read,
+        cells,
         inputs.devices,
         spec,
         rules,
-        day,
-        inputs.start,
-        interval_index(spec, day, through),
+        int((through - day_start(day)) / timedelta(hours=1)),
     )
     rows = finish(
         final,
@@ -234,7 +87,9 @@ def compute(inputs: StreamInputs, day: date, rules: QualityRules) -> StreamRefre
         references=spike_references(inputs.previous),
     )
     folded = fold_rules(spec, rules)
-    return StreamRefresh(spec.stream, kept, through, rows, read.height, inputs.folded_again, folded)
+    return StreamRefresh(
+        spec.stream, kept, through, rows, inputs.readings_read, inputs.folded_again, folded
+    )
 
 
 async def _refresh_stream(
@@ -253,7 +108,9 @@ async def _refresh_stream(
                 # Spike counts that may be short are counted again from the devices' whole day.
                 start = day_start(day)
                 end = start + timedelta(days=1)
-                columns = await copy_columns(conn, _sql(spec)["history_of"], start, end, short)
+                columns = await copy_columns(
+                    conn, stream_sql(spec, rules)["history_of"], start, end, short
+                )
                 whole_days = readings_by_device(columns, inputs.hashes, np.argsort(inputs.hashes))
             rows = exact_spikes(result.rows, whole_days, inputs.devices, spec, rules)
     finally:
@@ -279,7 +136,7 @@ def _arrow_state(refresh: StreamRefresh, day: date) -> Any:
         pl.lit(day).alias("day"),
         "device_id",
         pl.lit(refresh.through, pl.Datetime("us", "UTC")).alias("through"),
-        *_STATE_COLUMNS,
+        *STATE_COLUMNS,
         pl.lit(refresh.rules).alias("rules"),
     ).to_arrow()
 
@@ -311,6 +168,9 @@ class QualityDayResult:
     devices_folded_again: int
     # stream, device_id, frozen_runs, frozen_voltage_runs: devices whose readings froze.
     frozen: list[tuple[str, str, int, int | None]]
+    # stream, device_id, reporting step, cadence, received intervals: devices that report
+    # less often than their stream's cadence (reporting_slower()).
+    slower: list[tuple[str, str, int, int, int]]
     seconds: float
     neighbours_refreshed: list[date]
 
@@ -361,6 +221,7 @@ def refresh_quality_day(
         .select("device_id", "frozen_runs", "frozen_voltage_runs")
         .iter_rows()
     ]
+    slower = [(r.stream, *row) for r in refreshes for row in reporting_slower(r.rows).iter_rows()]
     done = []
     if neighbours:
         for other in _stale_neighbours(conn, day):
@@ -372,6 +233,7 @@ def refresh_quality_day(
         readings_read=sum(r.readings_read for r in refreshes),
         devices_folded_again=sum(r.devices_folded_again for r in refreshes),
         frozen=frozen,
+        slower=slower,
         seconds=time.perf_counter() - started,
         neighbours_refreshed=done,
     )

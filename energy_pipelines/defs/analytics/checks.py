@@ -19,6 +19,7 @@ FLEET_FAULTS_CHECK = "fleet_faults"
 INSUFFICIENT_EVIDENCE_CHECK = "insufficient_evidence"
 FROZEN_READINGS_CHECK = "frozen_readings"
 GATEWAY_COVERAGE_CHECK = "gateway_coverage"
+REPORTING_CADENCE_CHECK = "reporting_cadence"
 _LISTED = 50
 
 
@@ -105,6 +106,30 @@ def frozen_readings(day: str, result: QualityDayResult) -> dg.AssetCheckResult:
             f"devices (first {_LISTED})": markdown_table(
                 ("stream", "device", "frozen runs", "frozen voltage runs"),
                 result.frozen[:_LISTED],
+            ),
+        },
+    )
+
+
+def reporting_cadence(day: str, result: QualityDayResult) -> dg.AssetCheckResult:
+    devices = sum(result.rows.values())
+    if devices == 0:
+        return _nothing_to_cover(REPORTING_CADENCE_CHECK, day, "no device reported that day")
+    return dg.AssetCheckResult(
+        check_name=REPORTING_CADENCE_CHECK,
+        passed=not result.slower,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{day}: {len(result.slower)} of {devices} devices report less often than their"
+            " stream's cadence setting"
+        ),
+        metadata={
+            "day": day,
+            "devices_checked": devices,
+            "devices_reporting_less_often": len(result.slower),
+            f"devices (first {_LISTED})": markdown_table(
+                ("stream", "device", "reports every (min)", "cadence setting (min)", "intervals"),
+                result.slower[:_LISTED],
             ),
         },
     )

@@ -14,9 +14,11 @@ from energy_pipelines.analytics.quality_db import refresh_quality_day
 from energy_pipelines.defs.analytics.checks import (
     FROZEN_READINGS_CHECK,
     GATEWAY_COVERAGE_CHECK,
+    REPORTING_CADENCE_CHECK,
     daily_check_spec,
     frozen_readings,
     gateway_coverage,
+    reporting_cadence,
 )
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
@@ -44,6 +46,14 @@ from energy_pipelines.load.database import resolve_database_url
             FROZEN_READINGS_CHECK,
             "daily_device_quality",
             "Warns and lists devices whose readings froze that day (README 'Data quality').",
+        ),
+        daily_check_spec(
+            REPORTING_CADENCE_CHECK,
+            "daily_device_quality",
+            "Warns and lists devices that report less often than their stream's cadence "
+            "setting (ENERGY_METER_CADENCE_SECONDS, ENERGY_VEHICLE_CADENCE_SECONDS): their "
+            "coverage, gaps, estimates and paired figures are measured against the setting "
+            "(README 'Data quality').",
         ),
         daily_check_spec(
             GATEWAY_COVERAGE_CHECK,
@@ -79,6 +89,7 @@ def daily_device_quality(
         },
         check_results=[
             frozen_readings(context.partition_key, result),
+            reporting_cadence(context.partition_key, result),
             gateway_coverage(context.partition_key, per_hour, quiet),
         ],
     )
