@@ -33,7 +33,7 @@ def _choice_env(name: str, choices: tuple[str, ...]) -> str:
 
 # How long a loader waits for its stream's lock (and any other lock inside a file's transaction)
 # before it gives up with a transient error naming the holder. Longer than one file's
-# transaction: a 7.2 M-row file loads in about 36 s (README "Performance").
+# transaction: a 7.2 M-row file loads in about 36 s (docs/performance.md).
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 
 
@@ -125,8 +125,9 @@ class EvidenceRules:
 
 @dataclass(frozen=True)
 class QualityRules:
-    """What the data-quality flags count (README "Data quality"). They flag kept readings and
-    never reject one; estimates are reported beside the readings, never stored as readings."""
+    """What the data-quality flags count (docs/analytics.md "Data quality"). They flag kept
+    readings and never reject one; estimates are reported beside the readings, never stored as
+    readings."""
 
     # A frozen run: the same non-zero value in at least this many consecutive intervals.
     frozen_min_intervals: int = 10

@@ -1,5 +1,5 @@
-"""The data-quality rules of README "Data quality" written as plainly as possible: one device at
-a time, one interval at a time, in Python. Slow, and independent of the numpy fold, summaries
+"""The data-quality rules of docs/analytics.md "Data quality" written as plainly as possible:
+one device at a time, one interval at a time, in Python. Slow, and independent of the numpy fold, summaries
 and composition it checks."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Faults an operator meets (issue 20): a lock another role holds, a sensor run that failed, a
+"""Faults an operator meets: a lock another role holds, a sensor run that failed, a
 gateway clock in the future, a full disk, a daily run that never happened, an open gateway."""
 
 from __future__ import annotations

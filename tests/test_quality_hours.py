@@ -233,7 +233,8 @@ def test_retention_drops_the_hour_summaries_of_the_days_it_drops(db, settings: S
 def test_a_meter_reporting_less_often_than_the_cadence_setting(
     db, database_url: str, settings: Settings, every: int
 ) -> None:
-    """README "Data quality", another cadence: measured against the setting, and named."""
+    """Another cadence (docs/analytics.md "Data quality"): measured against the setting, and
+    named."""
     load(db, settings, "correlation", ["m-1,v-1"])
     charge = START + timedelta(hours=20)
     # The vehicle reports every minute of a 4-hour charge (0.1 kWh DC each); the meter every

@@ -1,6 +1,6 @@
 """Data quality per device and UTC day, as pure functions: readings in, rows out.
 
-Flags on kept readings, never rejections (README "Data quality"). A reading's interval is
+Flags on kept readings, never rejections (docs/analytics.md "Data quality"). A reading's interval is
 floor(ts / cadence); several readings in one interval count as one received interval, whose
 energy is their sum, voltage their mean and state of charge the latest one. quality_hours.py
 summarizes a device's hour and composes hours in time order, quality_fold.py folds readings

@@ -45,7 +45,8 @@ from energy_pipelines.load.database import resolve_database_url
         daily_check_spec(
             FROZEN_READINGS_CHECK,
             "daily_device_quality",
-            "Warns and lists devices whose readings froze that day (README 'Data quality').",
+            "Warns and lists devices whose readings froze that day "
+            "(docs/analytics.md 'Data quality').",
         ),
         daily_check_spec(
             REPORTING_CADENCE_CHECK,
@@ -53,7 +54,7 @@ from energy_pipelines.load.database import resolve_database_url
             "Warns and lists devices that report less often than their stream's cadence "
             "setting (ENERGY_METER_CADENCE_SECONDS, ENERGY_VEHICLE_CADENCE_SECONDS): their "
             "coverage, gaps, estimates and paired figures are measured against the setting "
-            "(README 'Data quality').",
+            "(docs/analytics.md 'Data quality').",
         ),
         daily_check_spec(
             GATEWAY_COVERAGE_CHECK,
