@@ -1,6 +1,6 @@
 """The data-quality rules of docs/analytics.md "Data quality" written as plainly as possible:
-one device at a time, one interval at a time, in Python. Slow, and independent of the numpy fold, summaries
-and composition it checks."""
+one device at a time, one interval at a time, in Python. Slow, and independent of the numpy
+fold, summaries and composition it checks."""
 
 from __future__ import annotations
 
