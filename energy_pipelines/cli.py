@@ -407,14 +407,25 @@ def run_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     args.out = str(settings.landing_dir)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    yesterday = (now - timedelta(days=1)).date()
     if not args.start:
-        # Readings that end now, so the freshness checks pass on a fresh demo.
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        args.start = (now - timedelta(minutes=args.minutes)).isoformat()
+        # The whole previous UTC day, then today up to now: a day's statuses are about a whole
+        # day, and the freshness checks pass on readings that end now.
+        args.start = f"{yesterday.isoformat()}T00:00:00+00:00"
+        if not args.minutes:
+            args.minutes = int((now - datetime.fromisoformat(args.start)).total_seconds() // 60)
+    elif not args.minutes:
+        args.minutes = 240
     run_simulate(args)
     code = run_ingest(settings, settle_seconds=0)
     if code:
         return code
+    _print_demo_tables(settings, yesterday)
+    return 0
+
+
+def _print_demo_tables(settings: Settings, day: Any) -> None:
     from energy_pipelines.load.database import connect, resolve_database_url
 
     with connect(resolve_database_url(settings)) as conn, conn.cursor() as cur:
@@ -430,9 +441,19 @@ def run_demo(args: argparse.Namespace) -> int:
         ):
             cur.execute(f"SELECT count(*) FROM {table}")  # fixed table names
             print(f"{table}: {cur.fetchone()[0]} rows")
+        cur.execute(
+            "SELECT status, count(*) FROM daily_vehicle_efficiency WHERE day = $1"
+            " GROUP BY 1 ORDER BY 1",
+            (day,),
+        )
+        counts = ", ".join(f"{s} {n}" for s, n in cur.fetchall()) or "no vehicle reported"
+        print(f"status per vehicle on {day.isoformat()} (a whole UTC day): {counts}")
         cur.execute("SELECT status, count(*) FROM v_fleet_efficiency_latest GROUP BY 1 ORDER BY 1")
         print("latest daily status per vehicle: " + ", ".join(f"{s} {n}" for s, n in cur))
-    return 0
+    print(
+        "next: energy-pipelines ui, then http://127.0.0.1:3000: Assets > daily_vehicle_efficiency"
+        " (its checks), Runs (this demo's runs); energy-pipelines performance vehicle-00001"
+    )
 
 
 def ui_command(extra_args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -564,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--read-seconds", type=float, default=10.0, help="--reads: per phase")
 
     demo = commands.add_parser("demo", help="simulate a small fleet, ingest it, show the result")
-    add_simulation_options(demo, meters=20, minutes=240)
+    add_simulation_options(demo, meters=20, minutes=0)
     demo.add_argument("--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)")
 
     # Every argument after `ui` (-p 3001, --help) goes to `dagster dev`.

@@ -194,3 +194,32 @@ def test_the_operators_dagster_home_wins_over_the_projects_default(
     assert done.returncode == 2
     assert f"DAGSTER_HOME={missing} is not a directory" in done.stderr
     assert (landing / "meter" / "gw-1" / "m.csv").exists()
+
+
+def test_the_demo_shows_a_whole_previous_day_and_what_to_look_at_next(
+    db, env: dict[str, str], landing: Path, operator_home: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import query
+
+    env = {**env, "DAGSTER_HOME": str(operator_home)}
+    done = cli("demo", "--meters", "6", env=env)
+    assert done.returncode == 0, done.stderr
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    line = next(
+        x for x in done.stdout.splitlines() if x.startswith(f"status per vehicle on {yesterday}")
+    )
+    # A whole day of a healthy simulated fleet: every vehicle judged on its evidence.
+    statuses = dict(
+        (word, int(n)) for word, n in (part.split() for part in line.split(": ", 1)[1].split(", "))
+    )
+    assert sum(statuses.values()) == 6
+    assert set(statuses) <= {"normal", "idle", "fault_suspected"}, line
+    [(readings,)] = query(
+        db,
+        "SELECT count(*) FROM vehicle_readings_history WHERE (ts AT TIME ZONE 'UTC')::date = $1",
+        (yesterday,),
+    )
+    assert readings == 6 * 1440
+    assert "next: energy-pipelines ui" in done.stdout
