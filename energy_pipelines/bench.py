@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ from energy_pipelines.load.database import (
     redact_url,
     with_database,
 )
-from energy_pipelines.settings import Settings
+from energy_pipelines.settings import Settings, usable_cores
 from energy_pipelines.simulate import simulate
 
 BENCH_START = datetime(2026, 2, 10, tzinfo=UTC)
@@ -117,31 +118,43 @@ def settle_server(server_url: str) -> None:
         print(f"  (no CHECKPOINT between phases: {str(exc).splitlines()[0]})")
 
 
-def baseline_copy(server_url: str, files: Path, indexed: bool) -> float:
-    """Seconds to COPY every file into plain tables, one transaction per file."""
+def baseline_copy(server_url: str, files: Path, indexed: bool, sessions: int = 1) -> float:
+    """Seconds to COPY every file into plain tables, one transaction per file, on `sessions`
+    sessions side by side (files dealt round-robin): what a user would write by hand."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
     execute_admin(server_url, f"CREATE DATABASE {name}")
+    url = with_database(server_url, name)
     try:
-        conn: Connection = connect(with_database(server_url, name))
-        with conn.cursor() as cur:
+        with connect(url) as conn, conn.cursor() as cur:
             for stream in (METER, VEHICLE):
                 cur.execute(_baseline_table(stream, indexed))
-        conn.commit()
+            conn.commit()
+        work = [
+            (stream, path)
+            for stream in (METER, VEHICLE)
+            for path in sorted((files / stream.name).iterdir())
+            if not path.name.startswith(".")
+        ]
+        shares = [work[n::sessions] for n in range(sessions)]
+        # Each session connects before the clock starts, as a hand-written loader would.
+        conns = [connect(url) for _ in shares]
         started = time.perf_counter()
-        with conn.cursor() as cur:
-            for stream in (METER, VEHICLE):
-                for path in sorted((files / stream.name).iterdir()):
-                    if path.name.startswith("."):
-                        continue
-                    cur.adbc_ingest(
-                        f"baseline_{stream.name}", _read_for_copy(path, stream), mode="append"
-                    )
-                    conn.commit()
-        seconds = time.perf_counter() - started
-        conn.close()
-        return seconds
+        try:
+            with ThreadPoolExecutor(max_workers=sessions) as pool:
+                list(pool.map(_copy_share, conns, shares))
+        finally:
+            for conn in conns:
+                conn.close()
+        return time.perf_counter() - started
     finally:
         execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _copy_share(conn: Connection, share: list[tuple[Stream, Path]]) -> None:
+    with conn.cursor() as cur:
+        for stream, path in share:
+            cur.adbc_ingest(f"baseline_{stream.name}", _read_for_copy(path, stream), mode="append")
+            conn.commit()
 
 
 def server_backend_cpu_seconds(server_url: str) -> float | None:
@@ -344,14 +357,21 @@ def server_settings(server_url: str) -> dict[str, str]:
 
 
 def run_bench(
-    server_url: str, cache_root: Path, size: BenchSize, baselines: bool = True, days: int = 1
+    server_url: str,
+    cache_root: Path,
+    size: BenchSize,
+    baselines: bool = True,
+    days: int = 1,
+    sessions: int | None = None,
 ) -> dict[str, Any]:
     files = cached_files(cache_root, size)
     later_days = [cached_files(cache_root, size, day) for day in range(1, days)]
     work = cache_root / "work"
     work.mkdir(parents=True, exist_ok=True)
     print(f"bench: {size.rows:,} readings ({size.key}) on {redact_url(server_url)}", flush=True)
-    unindexed = indexed = float("nan")
+    unindexed = indexed = unindexed_n = indexed_n = float("nan")
+    # The naive load to beat runs as many COPY sessions as the machine has cores.
+    sessions = sessions or usable_cores()
     if baselines:
         settle_server(server_url)
         unindexed = baseline_copy(server_url, files, indexed=False)
@@ -359,6 +379,18 @@ def run_bench(
         settle_server(server_url)
         indexed = baseline_copy(server_url, files, indexed=True)
         print(f"  (a) COPY, primary key: {indexed:7.1f} s {size.rows / indexed:12,.0f} rows/s")
+        settle_server(server_url)
+        unindexed_n = baseline_copy(server_url, files, indexed=False, sessions=sessions)
+        print(
+            f"  (bN) COPY, no index, {sessions} sessions:    {unindexed_n:7.1f} s"
+            f" {size.rows / unindexed_n:12,.0f} rows/s"
+        )
+        settle_server(server_url)
+        indexed_n = baseline_copy(server_url, files, indexed=True, sessions=sessions)
+        print(
+            f"  (aN) COPY, primary key, {sessions} sessions: {indexed_n:7.1f} s"
+            f" {size.rows / indexed_n:12,.0f} rows/s"
+        )
     quality_days = [days_of(size, day) for day in range(days)]
     pipeline, *later = pipeline_runs(
         server_url, [files, *later_days], work, size.rows, quality_days
@@ -388,6 +420,14 @@ def run_bench(
         "copy_unindexed_rows_per_s": rounded(size.rows / unindexed),
         "ratio_vs_indexed": rounded(indexed / seconds, 3),
         "ratio_vs_unindexed": rounded(unindexed / seconds, 3),
+        # The same naive loads on as many sessions as cores (--sessions overrides).
+        "baseline_sessions": sessions,
+        "copy_indexed_parallel_seconds": rounded(indexed_n, 2),
+        "copy_unindexed_parallel_seconds": rounded(unindexed_n, 2),
+        "ratio_vs_indexed_parallel": rounded(indexed_n / seconds, 3),
+        "ratio_vs_unindexed_parallel": rounded(unindexed_n / seconds, 3),
+        # Cores the pipeline kept busy: CPU seconds (its process, PostgreSQL's backends) / wall.
+        "cores_busy": _cores_busy(pipeline["cpu_seconds"], seconds),
         "pipeline_seconds": round(seconds, 2),
         "copy_indexed_seconds": rounded(indexed, 2),
         "copy_unindexed_seconds": rounded(unindexed, 2),
@@ -425,7 +465,17 @@ def run_bench(
             print(f"      machine: {day['machine']}")
         _print_quality(day)
     print(
-        f"  ratio (c)/(a) {report['ratio_vs_indexed']}, (c)/(b) {report['ratio_vs_unindexed']},"
+        f"  ratio (c)/(a) {report['ratio_vs_indexed']}, (c)/(b) {report['ratio_vs_unindexed']};"
+        f" against {sessions} sessions (c)/(aN) {report['ratio_vs_indexed_parallel']},"
+        f" (c)/(bN) {report['ratio_vs_unindexed_parallel']}; cores busy {report['cores_busy']};"
         f" pipeline peak RSS {report['peak_rss_mb']} MB"
     )
     return report
+
+
+def _cores_busy(cpu: dict[str, Any], seconds: float) -> dict[str, float | None]:
+    server = cpu.get("postgres_backends")
+    return {
+        "pipeline": round(cpu["pipeline"] / seconds, 2),
+        "postgres": None if server is None else round(server / seconds, 2),
+    }

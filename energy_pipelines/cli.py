@@ -324,6 +324,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         size,
         baselines=not args.pipeline_only,
         days=args.days or 1,
+        sessions=args.sessions,
     )
     line = json.dumps(report)
     if args.json:
@@ -558,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write the JSON report to this file")
     bench.add_argument(
         "--pipeline-only", action="store_true", help="skip the COPY baselines (a) and (b)"
+    )
+    bench.add_argument(
+        "--sessions", type=int, help="sessions of the parallel COPY baselines (default: cores)"
     )
     bench.add_argument(
         "--days", type=int, help="days to load, each on top of the ones before (1; --reads 30)"

@@ -13,7 +13,6 @@ that size, or with few cores, threads are faster (ENERGY_STREAM_WORKERS override
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -26,7 +25,7 @@ from energy_pipelines.landing.discover import count_data_files
 from energy_pipelines.load.database import Connection, connect, resolve_database_url
 from energy_pipelines.load.migrations import upgrade
 from energy_pipelines.load.reconcile import Reconciliation, reconcile_run
-from energy_pipelines.settings import Settings
+from energy_pipelines.settings import Settings, usable_cores
 
 
 @dataclass(frozen=True)
@@ -65,13 +64,6 @@ def load_stream(settings: Settings, job: StreamJob, run_id: str) -> StreamLoad:
             preview=_preview(conn, stream, outcomes),
             reconciliation=reconcile_run(conn, stream, run_id) if job.reconcile else None,
         )
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # Below this many cores a worker process costs more than it frees: on 2 cores, 100 gateways'

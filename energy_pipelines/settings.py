@@ -23,6 +23,14 @@ def float_env(name: str, default: float, minimum: float | None = None) -> float:
     return value
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _choice_env(name: str, choices: tuple[str, ...]) -> str:
     """One of `choices` from the environment (the first is the default)."""
     raw = (os.environ.get(name) or choices[0]).strip().lower()

@@ -41,7 +41,7 @@ def test_bench_reports_every_phase_of_a_run_that_loaded_all_rows(
 ) -> None:
     before = _bench_databases(server_url)
     size = BenchSize(meters=12, vehicles=8, minutes=120, files_per_stream=2, file_format="csv")
-    report = run_bench(server_url, tmp_path / "bench", size, days=2)
+    report = run_bench(server_url, tmp_path / "bench", size, days=2, sessions=3)
 
     assert report.keys() >= REPORT_KEYS
     assert report["rows"] == (12 + 8) * 120
@@ -54,9 +54,14 @@ def test_bench_reports_every_phase_of_a_run_that_loaded_all_rows(
     for ratio, copy_seconds in [
         ("ratio_vs_indexed", "copy_indexed_seconds"),
         ("ratio_vs_unindexed", "copy_unindexed_seconds"),
+        ("ratio_vs_indexed_parallel", "copy_indexed_parallel_seconds"),
+        ("ratio_vs_unindexed_parallel", "copy_unindexed_parallel_seconds"),
     ]:
         expected = report[copy_seconds] / seconds
         assert abs(report[ratio] - expected) <= 0.005 / seconds + 0.0005
+    # The naive loads to beat also ran on as many sessions as asked (default: the cores).
+    assert report["baseline_sessions"] == 3
+    assert report["cores_busy"]["pipeline"] > 0 and report["cores_busy"]["postgres"] > 0
     # The pipeline runs in a subprocess; the server here is a process of this machine.
     assert report["cpu_seconds"]["pipeline"] > 0
     assert report["cpu_seconds"]["postgres_backends"] > 0

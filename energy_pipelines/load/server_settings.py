@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from energy_pipelines.settings import usable_cores
+
 _MB = 2**20
 _GB = 2**30
 
@@ -39,11 +41,7 @@ def this_machine() -> Machine:
             memory = min(memory, int(text))
     except OSError:
         pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return Machine(memory, cores)
+    return Machine(memory, usable_cores())
 
 
 def _clamp(value: int, low: int, high: int) -> int:
