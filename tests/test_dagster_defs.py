@@ -261,25 +261,27 @@ def test_reconcile_check_on_its_own_checks_the_latest_loading_run_or_is_skipped(
     assert evaluation.description == f"1 of 1 loaded files reconcile (run {loading.run_id})"
 
 
+def _load_meters(landing: Path) -> dg.ExecuteInProcessResult:
+    """The meter history asset and its reconciliation, on this test's landing root."""
+    return dg.materialize(
+        [load_landing_files],
+        resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
+        selection=dg.AssetSelection.assets(METER.table)
+        | dg.AssetSelection.checks(reconcile_check_key(METER)),
+    )
+
+
 def test_loading_a_day_reads_no_partition_of_an_older_day(
     db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Cost follows new data: loading a day (its files, reconciliation and metadata) must not
     # read the days before it.
     monkeypatch.setenv("DATABASE_URL", database_url)
-
-    def load() -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [load_landing_files],
-            resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
-            selection=[METER.table],
-        )
-
     write_csv(landing, "meter", "d1.csv", METER_HEADER, ["m-1,0.5,230,2026-02-10T10:30:00Z"])
-    assert load().success
+    assert _load_meters(landing).success
     before = scans_of_day(db, "20260210")
     write_csv(landing, "meter", "d2.csv", METER_HEADER, ["m-1,0.7,230,2026-02-11T10:30:00Z"])
-    result = load()
+    result = _load_meters(landing)
     assert result.success
     [meter] = result.asset_materializations_for_node("load_landing_files")
     assert "2026-02-11 10:30:00" in meter.metadata["preview"].value
@@ -292,21 +294,12 @@ def test_reconciling_a_late_file_reads_only_the_hours_of_the_run_files(
     # One file from weeks before the others: the reconciliation counts history around each
     # file, never the days between them.
     monkeypatch.setenv("DATABASE_URL", database_url)
-
-    def load() -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [load_landing_files],
-            resources={"energy": EnergyStorage(landing_dir=str(landing), settle_seconds=0)},
-            selection=dg.AssetSelection.assets(METER.table)
-            | dg.AssetSelection.checks(reconcile_check_key(METER)),
-        )
-
     write_csv(landing, "meter", "mid.csv", METER_HEADER, ["m-1,0.5,230,2026-02-10T10:30:00Z"])
-    assert load().success
+    assert _load_meters(landing).success
     before = scans_of_day(db, "20260210")
     write_csv(landing, "meter", "late.csv", METER_HEADER, ["m-1,0.4,230,2026-01-20T10:30:00Z"])
     write_csv(landing, "meter", "new.csv", METER_HEADER, ["m-1,0.7,230,2026-02-28T10:30:00Z"])
-    result = load()
+    result = _load_meters(landing)
     assert result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rows_reconcile"]
     assert check.passed and check.metadata["files_checked"].value == 2
