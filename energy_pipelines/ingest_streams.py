@@ -23,7 +23,7 @@ from energy_pipelines.contract import STREAMS, Stream
 from energy_pipelines.ingest import FileOutcome, StreamOutcomes, ingest_stream
 from energy_pipelines.landing.discover import count_data_files
 from energy_pipelines.load.database import Connection, connect, resolve_database_url
-from energy_pipelines.load.migrations import upgrade
+from energy_pipelines.load.migrations import upgrade_once
 from energy_pipelines.load.reconcile import Reconciliation, reconcile_run
 from energy_pipelines.settings import Settings, usable_cores
 
@@ -53,8 +53,9 @@ def load_stream(settings: Settings, job: StreamJob, run_id: str) -> StreamLoad:
     metadata and its reconcile check report. Runs in a worker process or on a thread."""
     stream = STREAMS[job.stream]
     started = time.perf_counter()
-    with connect(resolve_database_url(settings)) as conn:
-        upgrade(conn)  # a no-op once migrated; a worker process has not checked yet
+    url = resolve_database_url(settings)
+    with connect(url) as conn:
+        upgrade_once(conn, url)
         outcomes = ingest_stream(conn, stream, settings, run_id, job.paths)
         seconds = time.perf_counter() - started
         return StreamLoad(

@@ -8,14 +8,11 @@ from pathlib import Path
 import dagster as dg
 
 from energy_pipelines.load.database import Connection, connect, resolve_database_url
-from energy_pipelines.load.migrations import upgrade
+from energy_pipelines.load.migrations import upgrade_once
 from energy_pipelines.settings import Settings
 
 # Every asset that writes to PostgreSQL shares this pool; dagster.yaml caps concurrent runs in it.
 POSTGRES_WRITES_POOL = "postgres_writes"
-
-# Database URLs this process has already migrated.
-_UPGRADED: set[str] = set()
 
 
 class EnergyStorage(dg.ConfigurableResource):
@@ -38,7 +35,5 @@ class EnergyStorage(dg.ConfigurableResource):
     def connection(self) -> Iterator[Connection]:
         url = resolve_database_url(self.settings())
         with connect(url) as conn:
-            if url not in _UPGRADED:
-                upgrade(conn)  # migrations run automatically before a run touches data
-                _UPGRADED.add(url)
+            upgrade_once(conn, url)
             yield conn

@@ -90,3 +90,15 @@ def upgrade(conn: Connection) -> list[str]:
             cur.execute("SELECT pg_advisory_unlock($1)", (MIGRATION_LOCK_KEY,))
             conn.commit()
     return applied_now
+
+
+# Database URLs this process has already migrated.
+_UPGRADED: set[str] = set()
+
+
+def upgrade_once(conn: Connection, url: str) -> None:
+    """upgrade() the first time this process touches `url`: migrations run automatically
+    before a run touches data, and a process's later runs skip the check (and its lock)."""
+    if url not in _UPGRADED:
+        upgrade(conn)
+        _UPGRADED.add(url)
