@@ -56,8 +56,12 @@ def _refresh_hot_status(settings: Settings) -> None:
     from energy_pipelines.contract import METER, VEHICLE
     from energy_pipelines.hot_status.refresh import refresh_status
     from energy_pipelines.load.database import connect, resolve_database_url
+    from energy_pipelines.load.migrations import upgrade_once
 
-    with connect(resolve_database_url(settings)) as conn:
+    url = resolve_database_url(settings)
+    with connect(url) as conn:
+        # A first run may find nothing to load on a database no run has migrated yet.
+        upgrade_once(conn, url)
         for stream in (METER, VEHICLE):
             refresh_status(conn, stream)
 

@@ -201,3 +201,16 @@ def test_embedded_postgres_is_used_when_database_url_is_unset(
     assert "host=" in done.stdout  # the embedded server's socket, not a TCP DATABASE_URL
     assert "loaded            meter/m.csv: read 1, loaded 1" in done.stdout
     assert (tmp_path / "state" / "pgdata" / "PG_VERSION").exists()
+
+
+def test_a_first_run_with_nothing_to_load_migrates_a_new_database(
+    server_url: str, env: dict, landing: Path
+) -> None:
+    name = f"energy_test_{uuid.uuid4().hex[:12]}"
+    execute_admin(server_url, f"CREATE DATABASE {name}")
+    try:
+        done = cli("ingest", env={**env, "DATABASE_URL": with_database(server_url, name)})
+        assert done.returncode == 0, done.stderr
+        assert "no settled files were waiting" in done.stdout
+    finally:
+        execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
