@@ -481,10 +481,14 @@ def run_ui(extra_args: list[str]) -> int:
     return 0  # not reached
 
 
+GATEWAY_PORT = 8000
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     from energy_pipelines.gateway import GatewayConfig, serve
 
-    port = args.port if args.port is not None else int(os.environ.get("PORT") or 3000)
+    # Not 3000: the Dagster UI listens there, and both run on one machine.
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or GATEWAY_PORT)
     config = GatewayConfig.from_env(_settings(args))
     return serve(args.host, port, config, args.allow_unauthenticated_remote)
 
@@ -608,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
         "gateway", help="serve the original HTTP API, spooling accepted records into landing"
     )
     gateway.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    gateway.add_argument("--port", type=int, help="port (default: $PORT or 3000)")
+    gateway.add_argument("--port", type=int, help=f"port (default: $PORT or {GATEWAY_PORT})")
     gateway.add_argument(
         "--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)"
     )
