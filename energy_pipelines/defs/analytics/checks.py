@@ -91,46 +91,53 @@ def insufficient_evidence(day: str, result: DayResult) -> dg.AssetCheckResult:
 
 
 def frozen_readings(day: str, result: QualityDayResult) -> dg.AssetCheckResult:
-    devices = sum(result.rows.values())
-    if devices == 0:
-        return _nothing_to_cover(FROZEN_READINGS_CHECK, day, "no device reported that day")
-    return dg.AssetCheckResult(
-        check_name=FROZEN_READINGS_CHECK,
-        passed=not result.frozen,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{day}: {len(result.frozen)} of {devices} devices with frozen readings",
-        metadata={
-            "day": day,
-            "devices_checked": devices,
-            "devices_with_frozen_readings": len(result.frozen),
-            f"devices (first {_LISTED})": markdown_table(
-                ("stream", "device", "frozen runs", "frozen voltage runs"),
-                result.frozen[:_LISTED],
-            ),
-        },
+    return _devices_flagged(
+        FROZEN_READINGS_CHECK,
+        day,
+        result,
+        result.frozen,
+        "devices with frozen readings",
+        "devices_with_frozen_readings",
+        ("stream", "device", "frozen runs", "frozen voltage runs"),
     )
 
 
 def reporting_cadence(day: str, result: QualityDayResult) -> dg.AssetCheckResult:
+    return _devices_flagged(
+        REPORTING_CADENCE_CHECK,
+        day,
+        result,
+        result.slower,
+        "devices report less often than their stream's cadence setting",
+        "devices_reporting_less_often",
+        ("stream", "device", "reports every (min)", "cadence setting (min)", "intervals"),
+    )
+
+
+def _devices_flagged(
+    check_name: str,
+    day: str,
+    result: QualityDayResult,
+    flagged: list,
+    what: str,
+    count_key: str,
+    columns: tuple[str, ...],
+) -> dg.AssetCheckResult:
+    """A warning check of the day's devices: how many of them `flagged` holds, and the first
+    of those as a table."""
     devices = sum(result.rows.values())
     if devices == 0:
-        return _nothing_to_cover(REPORTING_CADENCE_CHECK, day, "no device reported that day")
+        return _nothing_to_cover(check_name, day, "no device reported that day")
     return dg.AssetCheckResult(
-        check_name=REPORTING_CADENCE_CHECK,
-        passed=not result.slower,
+        check_name=check_name,
+        passed=not flagged,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"{day}: {len(result.slower)} of {devices} devices report less often than their"
-            " stream's cadence setting"
-        ),
+        description=f"{day}: {len(flagged)} of {devices} {what}",
         metadata={
             "day": day,
             "devices_checked": devices,
-            "devices_reporting_less_often": len(result.slower),
-            f"devices (first {_LISTED})": markdown_table(
-                ("stream", "device", "reports every (min)", "cadence setting (min)", "intervals"),
-                result.slower[:_LISTED],
-            ),
+            count_key: len(flagged),
+            f"devices (first {_LISTED})": markdown_table(columns, flagged[:_LISTED]),
         },
     )
 
