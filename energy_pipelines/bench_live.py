@@ -29,6 +29,7 @@ import psutil
 from energy_pipelines.layouts import Layout, cut_into_gateways
 from energy_pipelines.load.database import connect, execute_admin, with_database
 from energy_pipelines.load.migrations import upgrade
+from energy_pipelines.read_load import nearest_rank
 from energy_pipelines.settings import PROJECT_ROOT
 from energy_pipelines.simulate import simulate
 
@@ -80,11 +81,8 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "max": None, "count": 0}
     ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"p50": at(0.5), "p95": at(0.95), "max": round(ordered[-1], 1), "count": len(values)}
+    p50, p95 = (round(nearest_rank(ordered, share), 1) for share in (0.5, 0.95))
+    return {"p50": p50, "p95": p95, "max": round(ordered[-1], 1), "count": len(values)}
 
 
 def _poll_database(conn: Any, observed: _Observed, since_id: int) -> int:

@@ -57,8 +57,7 @@ class PhaseResult:
     def percentile_ms(self, share: float) -> float | None:
         if not self.latencies:
             return None
-        ordered = sorted(self.latencies)
-        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 2)
+        return round(nearest_rank(sorted(self.latencies), share) * 1000, 2)
 
     def report(self) -> dict[str, object]:
         return {
@@ -244,3 +243,8 @@ def cpu_spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         if machine is None
         else round(machine["user_seconds"] + machine["system_seconds"], 1),
     }
+
+
+def nearest_rank(ordered: list[float], share: float) -> float:
+    """The value at `share` (0..1) of sorted values, by nearest rank (the benches' p50/p95/p99)."""
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
