@@ -165,7 +165,7 @@ class Settings:
     max_files_per_run: int = 5000
     # Streams load in worker processes ("processes"), on threads ("threads"), or "auto":
     # processes on a machine of 4 or more cores when two streams each have process_min_files
-    # files waiting (ingest_streams.py).
+    # files waiting (ingest/streams.py).
     stream_workers: str = "auto"
     process_min_files: int = 500
     limits: ValidationLimits = field(default_factory=ValidationLimits)

@@ -110,9 +110,9 @@ def test_bad_files_in_a_batch_are_handled_alone_and_the_rest_loads(
     )
 
     # The gateway renames its file while the batch is being read: the batch goes on without it.
-    import energy_pipelines.ingest_batch as ingest_batch
+    import energy_pipelines.ingest.chunks as chunks
 
-    real_read = ingest_batch.read_landing_file
+    real_read = chunks.read_landing_file
 
     def read_then_rename(file, stream, limits):  # type: ignore[no-untyped-def]
         raw = real_read(file, stream, limits)
@@ -120,7 +120,7 @@ def test_bad_files_in_a_batch_are_handled_alone_and_the_rest_loads(
             renamed.rename(renamed.with_name("moved.csv.part"))
         return raw
 
-    monkeypatch.setattr(ingest_batch, "read_landing_file", read_then_rename)
+    monkeypatch.setattr(chunks, "read_landing_file", read_then_rename)
     outcomes = ingest_stream(db, METER, settings, run_id="r")
     statuses = sorted((o.manifest.path, o.manifest.status) for o in outcomes)
     assert statuses == [

@@ -47,7 +47,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import energy_pipelines.ingest as ingest_module
+import energy_pipelines.ingest.chunks as ingest_chunks
+import energy_pipelines.ingest.stream as ingest_stream_module
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.load.reconcile import reconcile_run
@@ -1190,8 +1191,8 @@ def _fifo_watch(path: Path) -> Iterator[list[bool]]:
 
 
 def _install_race(monkeypatch: pytest.MonkeyPatch, race: str, target: Path) -> None:
-    real_find = ingest_module.find_waiting_files
-    real_sha = ingest_module.sha256_of
+    real_find = ingest_stream_module.find_waiting_files
+    real_sha = ingest_chunks.sha256_of
 
     fired: list[bool] = []
 
@@ -1213,7 +1214,7 @@ def _install_race(monkeypatch: pytest.MonkeyPatch, race: str, target: Path) -> N
                 append()
             return files
 
-        monkeypatch.setattr(ingest_module, "find_waiting_files", find)
+        monkeypatch.setattr(ingest_stream_module, "find_waiting_files", find)
     elif race == "append_after_hashing":
 
         def sha256_of(path: Path) -> str:
@@ -1222,7 +1223,7 @@ def _install_race(monkeypatch: pytest.MonkeyPatch, race: str, target: Path) -> N
                 append()
             return digest
 
-        monkeypatch.setattr(ingest_module, "sha256_of", sha256_of)
+        monkeypatch.setattr(ingest_chunks, "sha256_of", sha256_of)
     else:
         raise AssertionError(race)
 

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
-from energy_pipelines.ingest import ingest_file, ingest_stream
+from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.ingest.stream import ReadBatch, load_batch
 from energy_pipelines.landing.discover import find_waiting_files
 from energy_pipelines.landing.read import iter_landing_chunks
 from energy_pipelines.load.migrations import list_migrations, upgrade
@@ -190,7 +191,7 @@ def _load_the_waiting_file_and_stop(db, settings: Settings, landing: Path) -> No
     """The one waiting meter file loaded the way a run loads each file, then the run stops
     before its end (before it indexes and attaches the tables it loaded)."""
     [waiting] = find_waiting_files(landing, METER, 0, limit=10)
-    ingest_file(db, waiting, METER, settings, run_id="stopped")
+    load_batch(db, ReadBatch.of([waiting], METER, settings, "stopped"), METER, settings)
 
 
 def test_new_days_are_indexed_and_attached_when_the_run_ends(
@@ -343,7 +344,7 @@ def test_a_file_read_in_chunks_accounts_for_every_row_like_a_whole_file(
 ) -> None:
     from dataclasses import replace
 
-    import energy_pipelines.ingest as ingest
+    import energy_pipelines.ingest.chunks as ingest
 
     chunk_heights: list[int] = []
 

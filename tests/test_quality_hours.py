@@ -16,10 +16,11 @@ from energy_pipelines.analytics.daily import materialize_vehicle_day
 from energy_pipelines.analytics.quality import quality_of_day
 from energy_pipelines.analytics.quality_db import refresh_quality_day
 from energy_pipelines.analytics.quality_fold import StreamQuality
-from energy_pipelines.analytics.quality_hours_db import add_hour_quality
 from energy_pipelines.contract import METER, VEHICLE, Stream
+from energy_pipelines.load.derived import write_hour_quality
 from energy_pipelines.load.retention import drop_old_partitions
 from energy_pipelines.settings import EvidenceRules, QualityRules, Settings
+from energy_pipelines.transform.derived import hour_quality_of
 from tests.conftest import query
 from tests.quality_reference import Reading, reference_rows
 from tests.test_hot_and_daily import load
@@ -142,11 +143,13 @@ def _inserted(stream: Stream, readings: list[Reading]) -> pl.DataFrame:
 
 
 def load_with_summaries(db, settings: Settings, stream: Stream, readings: list[Reading]) -> None:  # type: ignore[no-untyped-def]
-    """Load readings as a file, then hand the rows to add_hour_quality() as the loader's hook
-    does, in a transaction of their own (a summary already kept for an hour stays)."""
+    """Load readings as a file, then hand the rows to the loader's hour summaries again, in a
+    transaction of their own (a summary already kept for an hour stays)."""
     load(db, settings, stream.name, _csv(stream, readings))
+    rows = hour_quality_of(_inserted(stream, readings), stream, settings)
+    assert rows is not None
     with db.cursor() as cur:
-        add_hour_quality(cur, stream, _inserted(stream, readings))
+        write_hour_quality(cur, stream, rows)
     db.commit()
 
 

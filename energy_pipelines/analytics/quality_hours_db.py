@@ -1,31 +1,29 @@
 """The hour summaries of sql/019 (device_hour_quality): made from the rows a load inserts, in
 the load's transaction, and read back by a refresh of daily_device_quality (quality_db.py).
 
-The loader hands its inserted rows over with one call beside its hourly totals:
-`add_hour_quality(cur, stream, inserted)`. The summaries depend on the stream's cadence and the
-quality rules, which it reads from the environment like every other setting; a refresh uses a
-summary only when they are the refresh's own and its reading count is the hour's.
+The loader derives them from its inserted rows (transform/derived.py, hour_quality_rows here)
+and writes them beside its hourly totals (load/derived.py). The summaries depend on the
+stream's cadence and the quality rules; a refresh uses a summary only when they are the
+refresh's own and its reading count is the hour's.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from energy_pipelines.analytics.quality_fold import StreamQuality
 from energy_pipelines.analytics.quality_hours import SUMMARY_FIELDS, TOP_K, HourSummaries
 from energy_pipelines.analytics.quality_hours import summarize_hours as _summarize
 from energy_pipelines.contract import METER, VEHICLE, Stream
-from energy_pipelines.load.history import HOURLY_TOTALS_TABLES, may_overlap_history
-from energy_pipelines.settings import QualityRules, Settings
+from energy_pipelines.load.history import HOURLY_TOTALS_TABLES
+from energy_pipelines.settings import QualityRules
 
 TABLE = "device_hour_quality"
-_STAGING = "staging_hour_quality"
+STAGING = "staging_hour_quality"
 _HOUR_US = 3_600_000_000
 _MINUTE_US = 60_000_000
 
@@ -112,31 +110,6 @@ def hour_quality_rows(
         pa.binary(TOP_K * 8), n, [None, top]
     ).cast(pa.binary())
     return pa.table(columns)
-
-
-def add_hour_quality(cur: Any, stream: Stream, inserted: pl.DataFrame) -> None:
-    """The loader's hook: summarize the hours of the rows a load inserted (meters and vehicles;
-    other streams are ignored) and keep each device's hour that had no summary yet, in the
-    load's transaction (the caller holds the stream's load lock)."""
-    if stream.name not in STREAMS or inserted.height == 0:
-        return
-    settings = Settings.from_env()
-    seconds = getattr(settings.evidence, f"{stream.name}_cadence_seconds")
-    spec = StreamQuality(stream.name, seconds // 60)
-    rows = hour_quality_rows(inserted, stream, spec, settings.quality)
-    hours = pc.min_max(rows["hour"])
-    first, last = hours["min"].as_py(), hours["max"].as_py()
-    if not may_overlap_history(cur, stream, (first, last + timedelta(hours=1, microseconds=-1))):
-        # No loaded file reaches into these hours, so no summary of them exists: COPY them
-        # straight in (half the cost of the conflict check below).
-        cur.adbc_ingest(TABLE, rows, mode="append")
-        return
-    cur.adbc_ingest(_STAGING, rows, mode="replace", temporary=True)
-    names = ", ".join(rows.column_names)
-    cur.execute(
-        f"INSERT INTO {TABLE} ({names}) SELECT {names} FROM pg_temp.{_STAGING}"
-        " ON CONFLICT DO NOTHING"
-    )
 
 
 def summaries_from_copy(

@@ -305,12 +305,18 @@ def _write_through_staging(
     )
 
 
-def write_rejected_rows(cur: Any, rejected: pl.DataFrame) -> None:
-    """rejected: file_id, stream, source_path, row_number, column_name, kind, rule, raw_values,
-    stored_values (JSON as text)."""
+def stage_rejected_rows(cur: Any, rejected: pl.DataFrame, first: bool) -> bool:
+    """Keep a chunk's quarantined rows (file_id, stream, source_path, row_number, column_name,
+    kind, rule, raw_values, stored_values as JSON text) in a temporary table until the batch's
+    manifest rows exist; `first` starts the table afresh. True when rows were staged."""
     if rejected.height == 0:
-        return
-    cur.adbc_ingest(REJECT_STAGING_TABLE, rejected.to_arrow(), mode="replace", temporary=True)
+        return False
+    mode = "replace" if first else "append"
+    cur.adbc_ingest(REJECT_STAGING_TABLE, rejected.to_arrow(), mode=mode, temporary=True)
+    return True
+
+
+def insert_staged_rejected_rows(cur: Any) -> None:
     cur.execute(
         f"""
         INSERT INTO rejected_rows (file_id, stream, source_path, row_number, column_name, kind,
@@ -318,7 +324,7 @@ def write_rejected_rows(cur: Any, rejected: pl.DataFrame) -> None:
         SELECT file_id, stream, source_path, row_number, column_name, kind, rule,
                raw_values::jsonb, stored_values::jsonb
           FROM pg_temp.{REJECT_STAGING_TABLE}
-         ORDER BY row_number
+         ORDER BY file_id, row_number
         """
     )
 

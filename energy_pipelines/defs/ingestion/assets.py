@@ -1,6 +1,6 @@
 """History assets, one per stream, materialized by one step that loads the streams' waiting
 landing files side by side (one PostgreSQL session per stream, on a thread or in a worker
-process: ingest_streams.py), each stream reconciled on its own session when it is done."""
+process: ingest/streams.py), each stream reconciled on its own session when it is done."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +16,7 @@ from energy_pipelines.defs.ingestion.checks import (
 )
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.ingest import FileOutcome
-from energy_pipelines.ingest_streams import StreamJob, StreamLoad, load_streams
+from energy_pipelines.ingest.streams import StreamJob, StreamLoad, load_streams
 from energy_pipelines.load.reconcile import Reconciliation
 
 INGESTION_GROUP = "ingestion"
@@ -187,7 +187,7 @@ def load_landing_files(
     checked = {
         s for s in STREAM_ORDER if reconcile_check_key(s) in context.selected_asset_check_keys
     }
-    # Streams never share a lock or a table: they load side by side (ingest_streams.py).
+    # Streams never share a lock or a table: they load side by side (ingest/streams.py).
     jobs = [StreamJob(s.name, config.for_stream(s), s in checked) for s in streams]
     failed: list[str] = []
     for job, load in load_streams(energy.settings(), jobs, context.run_id):

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 from multiprocessing import get_context
 
 from energy_pipelines.contract import STREAMS, Stream
-from energy_pipelines.ingest import FileOutcome, StreamOutcomes, ingest_stream
+from energy_pipelines.ingest.files import FileOutcome
+from energy_pipelines.ingest.stream import StreamOutcomes, ingest_stream
 from energy_pipelines.landing.discover import count_data_files
 from energy_pipelines.load.database import Connection, connect, resolve_database_url
 from energy_pipelines.load.migrations import upgrade_once

@@ -1,0 +1,202 @@
+"""Landing -> validate -> transform for a batch: its files hashed and read, their rows
+validated, deduplicated and shaped for history, as chunks of at most a batch's rows.
+
+Small files are read whole (a gateway folder's files by one Polars call) and combined into
+one chunk per layout; a large file is a batch of one, read chunk by chunk while it loads so
+memory follows the chunk. Rows whose key an earlier chunk of the batch kept are its
+duplicates or conflicts (EarlierRows), whichever file they came from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from energy_pipelines.contract import Stream
+from energy_pipelines.ingest.files import FileLoad
+from energy_pipelines.landing.discover import LandingFile, sha256_of
+from energy_pipelines.landing.errors import FileRejected, first_line, printable
+from energy_pipelines.landing.read import RawFile, iter_landing_chunks, read_landing_file
+from energy_pipelines.landing.read_many import read_files_at_once
+from energy_pipelines.settings import FileLimits, Settings
+from energy_pipelines.transform.batch import combine, shape_of
+from energy_pipelines.transform.readings import (
+    DeduplicatedRows,
+    EarlierRows,
+    deduplicate_within_file,
+    to_staging_table,
+)
+from energy_pipelines.validate.rules import validate_rows
+
+PERMISSION_DENIED = "the file cannot be read (permission denied): let the pipeline's user read it"
+
+
+def estimated_rows(file: LandingFile) -> int:
+    """The file's rows as its Parquet footer claims them, or an estimate for text files (about
+    40 bytes a CSV row; gzip shrinks readings about 4 times). A footer that cannot be read
+    counts as no rows: the reader says what is wrong with the file."""
+    if file.format == "parquet":
+        try:
+            return pq.ParquetFile(file.path).metadata.num_rows
+        except Exception:
+            return 0
+    return file.size_bytes * (4 if file.format == "csv.gz" else 1) // 40
+
+
+def read_in_chunks(file: LandingFile, limits: FileLimits) -> bool:
+    """Whether the file may hold more than one chunk of rows (an estimate for text files)."""
+    return estimated_rows(file) > limits.stream_above_rows
+
+
+def parse_failure(failure: BaseException) -> str:
+    return printable(f"the file could not be parsed: {first_line(failure)[:500]}")
+
+
+def read_files(loads: list[FileLoad], stream: Stream, settings: Settings) -> None:
+    """Hash every file and read the small ones whole. A file that vanished is left (another
+    run took it); one that cannot be read is quarantined with the reason. The files of one
+    folder are read by one call when they can be, any other one by one."""
+    folders: dict[Any, list[FileLoad]] = {}
+    for load in loads:
+        try:
+            load.hashed(sha256_of(load.file.path))
+        except FileNotFoundError:
+            load.leave()
+            continue
+        except PermissionError:
+            load.quarantine(PERMISSION_DENIED)
+            continue
+        if not read_in_chunks(load.file, settings.file_limits):
+            folders.setdefault(load.file.path.parent, []).append(load)
+    for members in folders.values():
+        together = read_files_at_once([m.file for m in members], stream, settings.file_limits)
+        if together is not None:
+            for member, raw in zip(members, together, strict=True):
+                member.raw = raw
+            continue
+        for member in members:
+            try:
+                member.raw = read_landing_file(member.file, stream, settings.file_limits)
+            except FileRejected as rejected:
+                member.quarantine(rejected.reason)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as failure:  # Polars panics derive from BaseException
+                member.quarantine(parse_failure(failure))
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """Rows of a batch validated and transformed: everything the load needs, no database."""
+
+    raw: RawFile  # the rows as read, numbered by batch row (transform/batch.py)
+    unique: pl.DataFrame  # the rows to write: one per key, typed
+    staged: pa.Table  # the same rows in key order with exact column types
+    rejects: pl.DataFrame  # row_number, column_name, kind, rule, first_row
+    extra_columns: list[str]
+    seconds: dict[str, float]
+
+
+class FileFailed(Exception):
+    """A file of the batch could not be read past its first chunk: quarantine it alone."""
+
+    def __init__(self, load: FileLoad, reason: str) -> None:
+        super().__init__(reason)
+        self.load, self.reason = load, reason
+
+
+def prepare_rows(
+    raw: RawFile, stream: Stream, settings: Settings, at: datetime, earlier: EarlierRows
+) -> PreparedChunk:
+    """Validate and transform one chunk's rows; `earlier` holds the rows earlier chunks kept."""
+    started = time.perf_counter()
+    validated = validate_rows(raw, stream, settings.limits, at)
+    validated_at = time.perf_counter()
+    deduplicated = deduplicate_within_file(validated.valid, stream)
+    repeats = earlier.drop_repeats(deduplicated.unique)
+    if repeats.duplicate_count or repeats.conflicts.height:
+        deduplicated = DeduplicatedRows(
+            unique=repeats.unique,
+            duplicate_count=deduplicated.duplicate_count + repeats.duplicate_count,
+            conflicts=pl.concat([deduplicated.conflicts, repeats.conflicts]),
+            in_key_order=deduplicated.in_key_order,
+        )
+    unique = deduplicated.unique
+    staged = to_staging_table(unique, stream, deduplicated.in_key_order)
+    invalid = validated.rejects.with_columns(
+        pl.lit("invalid").alias("kind"), pl.lit(None, pl.Int64).alias("first_row")
+    )
+    conflicts = deduplicated.conflicts.with_columns(
+        pl.lit(None, pl.String).alias("column_name"),
+        pl.lit("conflicting").alias("kind"),
+        pl.lit("").alias("rule"),  # named per file once the batch's files are known
+    ).select(ROW_NUMBER_COLUMNS)
+    return PreparedChunk(
+        raw=raw,
+        unique=unique,
+        staged=staged,
+        rejects=pl.concat([invalid.select(ROW_NUMBER_COLUMNS), conflicts]),
+        extra_columns=raw.extra_columns,
+        seconds={
+            "validate": validated_at - started,
+            "transform": time.perf_counter() - validated_at,
+        },
+    )
+
+
+ROW_NUMBER_COLUMNS = ["row_number", "column_name", "rule", "kind", "first_row"]
+
+
+def prepare_chunks(
+    loads: list[FileLoad], stream: Stream, settings: Settings, at: datetime
+) -> Iterator[PreparedChunk]:
+    """The chunks of the files to write (state listed or open), in batch order: a large file
+    chunk by chunk as it is read, small files one chunk per layout."""
+    earlier = EarlierRows(stream)
+    if len(loads) == 1 and loads[0].raw is None:
+        yield from _chunks_of_large_file(loads[0], stream, settings, at, earlier)
+        return
+    shapes: dict[tuple[Any, ...], list[int]] = {}
+    for position, load in enumerate(loads):
+        assert load.raw is not None, load.path
+        shapes.setdefault(shape_of(load.raw), []).append(position)
+    previous: PreparedChunk | None = None
+    for positions in shapes.values():
+        if previous is not None:
+            earlier.add(previous.unique)
+        raw = combine([loads[p].raw for p in positions], positions)  # type: ignore[misc]
+        previous = prepare_rows(raw, stream, settings, at, earlier)
+        yield previous
+
+
+def _chunks_of_large_file(
+    load: FileLoad, stream: Stream, settings: Settings, at: datetime, earlier: EarlierRows
+) -> Iterator[PreparedChunk]:
+    limits = settings.file_limits
+    chunks = iter_landing_chunks(load.file, stream, limits, limits.chunk_rows)
+    previous: PreparedChunk | None = None
+    while True:
+        started = time.perf_counter()
+        try:
+            raw = next(chunks, None)
+        except FileRejected as rejected:
+            raise FileFailed(load, rejected.reason) from rejected
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as failure:  # Polars panics derive from BaseException
+            raise FileFailed(load, parse_failure(failure)) from failure
+        read_seconds = time.perf_counter() - started
+        if raw is None:
+            return
+        if previous is not None:
+            earlier.add(previous.unique)
+        previous = prepare_rows(raw, stream, settings, at, earlier)
+        previous.seconds["read"] = read_seconds
+        yield previous

@@ -1,0 +1,244 @@
+"""The stage driver of one stream: its waiting files planned into batches, each batch read,
+validated and transformed on a second thread while the one before it loads, then loaded in
+one transaction (batch.py); finally the run's new day and hour tables are indexed and
+attached. Its error policy, in one place:
+
+- a file that cannot be read, or whose rows PostgreSQL refuses, is quarantined alone with the
+  reason; the rest of its batch loads without it;
+- a file that changes or vanishes while its batch is read is left for the next run;
+- when the database itself fails (the session is gone, the server refuses for its own
+  reasons), the run fails and every file of the batch stays waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from energy_pipelines.contract import Stream
+from energy_pipelines.ingest.batch import BatchLoad, FilesChanged
+from energy_pipelines.ingest.chunks import (
+    FileFailed,
+    PreparedChunk,
+    estimated_rows,
+    prepare_chunks,
+    read_files,
+)
+from energy_pipelines.ingest.files import FileLoad, FileOutcome
+from energy_pipelines.landing.discover import LandingFile, find_waiting_files
+from energy_pipelines.landing.errors import first_line, printable
+from energy_pipelines.load.database import Connection
+from energy_pipelines.load.errors import blames_the_file
+from energy_pipelines.load.history import finish_new_tables
+from energy_pipelines.load.manifest import lock_stream
+from energy_pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Streams load on parallel threads; a large file's chunk state (a reader reading ahead, the
+# kept rows of earlier chunks) is what bounds a process's memory, so one is loaded at a time.
+_LARGE_FILE_SLOT = threading.BoundedSemaphore(1)
+
+
+class StreamOutcomes(list[FileOutcome]):
+    """The files of one stream's run, plus the time spent indexing its new days and hours."""
+
+    index_seconds: float = 0.0
+
+
+def ingest_stream(
+    conn: Connection,
+    stream: Stream,
+    settings: Settings,
+    run_id: str | None,
+    only_paths: list[str] | None = None,
+) -> StreamOutcomes:
+    """Load the stream's settled waiting files (or only the listed landing-relative paths)."""
+    files = find_waiting_files(settings.landing_dir, stream, settings.settle_seconds)
+    if only_paths is not None:
+        wanted = set(only_paths)
+        files = [f for f in files if f.relative_path in wanted]
+    plan = list(plan_batches(files, settings))
+    outcomes = StreamOutcomes()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as pool:
+
+        def read(index: int) -> Future[ReadBatch] | None:
+            if index >= len(plan):
+                return None
+            return pool.submit(ReadBatch.of, plan[index], stream, settings, run_id)
+
+        upcoming = read(0)
+        for index in range(len(plan)):
+            current, upcoming = upcoming, read(index + 1)
+            assert current is not None
+            outcomes.extend(load_batch(conn, current.result(), stream, settings))
+    if stream.has_timestamp:
+        started = time.perf_counter()
+        _finish_new_tables(conn, stream)
+        outcomes.index_seconds = time.perf_counter() - started
+    return outcomes
+
+
+def plan_batches(files: list[LandingFile], settings: Settings) -> Iterator[list[LandingFile]]:
+    """The files in order, as batches: runs of small files bounded by the batch limits (files,
+    bytes, estimated rows: a batch is read whole before it is written, so these bound its
+    memory), and every larger file a batch of its own."""
+    limits = settings.batch_limits
+    small_rows = min(limits.small_file_rows, settings.file_limits.stream_above_rows)
+    batch: list[LandingFile] = []
+    size = rows = 0
+    for file in files:
+        estimate = estimated_rows(file)
+        full = (
+            len(batch) >= limits.max_files
+            or size + file.size_bytes > limits.max_bytes
+            or rows + estimate > limits.max_rows
+            or estimate > small_rows
+        )
+        if batch and full:
+            yield batch
+            batch, size, rows = [], 0, 0
+        if estimate > small_rows:
+            yield [file]
+            continue
+        batch.append(file)
+        size += file.size_bytes
+        rows += estimate
+    if batch:
+        yield batch
+
+
+@dataclass
+class ReadBatch:
+    """A batch's files hashed and read, and (unless a large file is read as it loads) its
+    chunks prepared for the files it expects to write."""
+
+    loads: list[FileLoad]
+    at: datetime
+    read_seconds: float = 0.0
+    prepared_for: list[str] | None = None
+    chunks: list[PreparedChunk] | None = None
+
+    @classmethod
+    def of(
+        cls, files: list[LandingFile], stream: Stream, settings: Settings, run_id: str | None
+    ) -> ReadBatch:
+        at = datetime.now(UTC)
+        started = time.perf_counter()
+        batch = cls([FileLoad(f, stream.name, run_id, at) for f in files], at)
+        read_files(batch.loads, stream, settings)
+        batch.read_seconds = time.perf_counter() - started
+        expected = _first_of_each_content(batch.loads)
+        if expected and all(x.raw is not None for x in expected):
+            try:
+                batch.chunks = list(prepare_chunks(expected, stream, settings, at))
+                batch.prepared_for = [x.path for x in expected]
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # prepared again while it loads, where the policy applies
+                batch.chunks = None
+        return batch
+
+    def chunks_for(
+        self, stream: Stream, settings: Settings
+    ) -> Callable[[list[FileLoad]], Iterator[PreparedChunk]]:
+        def chunks(to_write: list[FileLoad]) -> Iterator[PreparedChunk]:
+            if self.chunks is not None and self.prepared_for == [x.path for x in to_write]:
+                return iter(self.chunks)
+            return prepare_chunks(to_write, stream, settings, self.at)
+
+        return chunks
+
+    @property
+    def large(self) -> bool:
+        return any(x.state == "listed" and x.raw is None for x in self.loads)
+
+
+def _first_of_each_content(loads: list[FileLoad]) -> list[FileLoad]:
+    seen: set[str] = set()
+    first = []
+    for load in loads:
+        if load.state == "listed" and load.sha256 not in seen:
+            seen.add(load.sha256)
+            first.append(load)
+    return first
+
+
+def load_batch(
+    conn: Connection, batch: ReadBatch, stream: Stream, settings: Settings
+) -> list[FileOutcome]:
+    """Load a read batch by the error policy above; one outcome per file handled."""
+    for _attempt in range(len(batch.loads) + 3):
+        loads = [x for x in batch.loads if x.state != "left"]
+        if not loads:
+            return []
+        load = BatchLoad(conn, stream, settings, loads, batch.chunks_for(stream, settings))
+        load.seconds["read"] = batch.read_seconds
+        try:
+            with _LARGE_FILE_SLOT if batch.large else contextlib.nullcontext():
+                return load.run()
+        except FilesChanged as changed:
+            conn.rollback()
+            for x in changed.loads:
+                log.warning("%s changed while it was read; left for the next run", x.path)
+                x.reopen()
+                x.leave()
+        except FileFailed as failed:
+            conn.rollback()
+            log.warning("%s quarantined: %s", failed.load.path, failed.reason)
+            failed.load.reopen()
+            failed.load.quarantine(failed.reason)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # Polars panics derive from BaseException
+            if not _connection_alive(conn) or not blames_the_file(error):
+                raise  # the database, not a file, failed: the run fails, files stay
+            for x in loads:
+                x.reopen()
+            candidates = [x for x in loads if x.state == "listed"]
+            if len(loads) > 1:
+                # Something in the batch PostgreSQL refused: one by one, so only the file to
+                # blame is quarantined.
+                log.exception("a batch of %d %s files failed; one by one", len(loads), stream.name)
+                return [
+                    outcome
+                    for x in loads
+                    for outcome in load_batch(conn, ReadBatch([x], batch.at), stream, settings)
+                ]
+            log.exception("%s could not be loaded; quarantined", loads[0].path)
+            for x in candidates:
+                x.quarantine(printable(f"the file could not be loaded: {first_line(error)[:500]}"))
+        batch.chunks = None
+        for x in batch.loads:
+            x.reopen()
+    raise RuntimeError(f"a batch of {len(batch.loads)} {stream.name} files kept changing")
+
+
+def _connection_alive(conn: Connection) -> bool:
+    """Rolls back the failed transaction; False when the session itself is gone."""
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        conn.rollback()
+        return True
+    except Exception:
+        return False
+
+
+def _finish_new_tables(conn: Connection, stream: Stream) -> None:
+    """Index and attach the days and hours loaded without an index, by this run or by one that
+    stopped before its end."""
+    with conn.cursor() as cur:
+        lock_stream(cur, stream.name)
+        finished = finish_new_tables(cur, stream)
+    conn.commit()
+    if finished:
+        log.info("indexed and attached %s", ", ".join(finished))
