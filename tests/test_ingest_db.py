@@ -8,7 +8,7 @@ from pathlib import Path
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
 from energy_pipelines.ingest import ingest_stream
-from energy_pipelines.ingest.stream import ReadBatch, load_batch
+from energy_pipelines.ingest.stream import ReadBatch, load_batch, plan_batches
 from energy_pipelines.landing.discover import find_waiting_files
 from energy_pipelines.landing.read import iter_landing_chunks
 from energy_pipelines.load.migrations import list_migrations, upgrade
@@ -191,7 +191,8 @@ def _load_the_waiting_file_and_stop(db, settings: Settings, landing: Path) -> No
     """The one waiting meter file loaded the way a run loads each file, then the run stops
     before its end (before it indexes and attaches the tables it loaded)."""
     [waiting] = find_waiting_files(landing, METER, 0, limit=10)
-    load_batch(db, ReadBatch.of([waiting], METER, settings, "stopped"), METER, settings)
+    [planned] = plan_batches([waiting], settings)
+    load_batch(db, ReadBatch.of(planned, METER, settings, "stopped"), METER, settings)
 
 
 def test_new_days_are_indexed_and_attached_when_the_run_ends(

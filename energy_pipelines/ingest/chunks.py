@@ -25,7 +25,7 @@ from energy_pipelines.landing.discover import LandingFile, sha256_of
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import RawFile, iter_landing_chunks, read_landing_file
 from energy_pipelines.landing.read_many import read_files_at_once
-from energy_pipelines.settings import FileLimits, Settings
+from energy_pipelines.settings import Settings
 from energy_pipelines.transform.batch import combine, shape_of
 from energy_pipelines.transform.readings import (
     DeduplicatedRows,
@@ -50,19 +50,15 @@ def estimated_rows(file: LandingFile) -> int:
     return file.size_bytes * (4 if file.format == "csv.gz" else 1) // 40
 
 
-def read_in_chunks(file: LandingFile, limits: FileLimits) -> bool:
-    """Whether the file may hold more than one chunk of rows (an estimate for text files)."""
-    return estimated_rows(file) > limits.stream_above_rows
-
-
 def parse_failure(failure: BaseException) -> str:
     return printable(f"the file could not be parsed: {first_line(failure)[:500]}")
 
 
-def read_files(loads: list[FileLoad], stream: Stream, settings: Settings) -> None:
-    """Hash every file and read the small ones whole. A file that vanished is left (another
-    run took it); one that cannot be read is quarantined with the reason. The files of one
-    folder are read by one call when they can be, any other one by one."""
+def read_files(loads: list[FileLoad], stream: Stream, settings: Settings, whole: bool) -> None:
+    """Hash every file and, unless it is a large file read as it loads (`whole` false), read
+    it. A file that vanished is left (another run took it); one that cannot be read is
+    quarantined with the reason. The files of one folder are read by one call when they can
+    be, any other one by one."""
     folders: dict[Any, list[FileLoad]] = {}
     for load in loads:
         try:
@@ -73,7 +69,7 @@ def read_files(loads: list[FileLoad], stream: Stream, settings: Settings) -> Non
         except PermissionError:
             load.quarantine(PERMISSION_DENIED)
             continue
-        if not read_in_chunks(load.file, settings.file_limits):
+        if whole:
             folders.setdefault(load.file.path.parent, []).append(load)
     for members in folders.values():
         together = read_files_at_once([m.file for m in members], stream, settings.file_limits)

@@ -64,20 +64,18 @@ def ingest_stream(
     if only_paths is not None:
         wanted = set(only_paths)
         files = [f for f in files if f.relative_path in wanted]
-    plan = list(plan_batches(files, settings))
+    # Planning reads each Parquet footer: it runs on the preparing thread, batch by batch.
+    plan = plan_batches(files, settings)
     outcomes = StreamOutcomes()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as pool:
 
-        def read(index: int) -> Future[ReadBatch] | None:
-            if index >= len(plan):
-                return None
-            return pool.submit(ReadBatch.of, plan[index], stream, settings, run_id)
+        def read_next() -> Future[ReadBatch | None]:
+            return pool.submit(_read_next, plan, stream, settings, run_id)
 
-        upcoming = read(0)
-        for index in range(len(plan)):
-            current, upcoming = upcoming, read(index + 1)
-            assert current is not None
-            outcomes.extend(load_batch(conn, current.result(), stream, settings))
+        upcoming = read_next()
+        while (current := upcoming.result()) is not None:
+            upcoming = read_next()
+            outcomes.extend(load_batch(conn, current, stream, settings))
     if stream.has_timestamp:
         started = time.perf_counter()
         _finish_new_tables(conn, stream)
@@ -85,7 +83,21 @@ def ingest_stream(
     return outcomes
 
 
-def plan_batches(files: list[LandingFile], settings: Settings) -> Iterator[list[LandingFile]]:
+def _read_next(
+    plan: Iterator[PlannedBatch], stream: Stream, settings: Settings, run_id: str | None
+) -> ReadBatch | None:
+    planned = next(plan, None)
+    return None if planned is None else ReadBatch.of(planned, stream, settings, run_id)
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    files: list[LandingFile]
+    # A file whose rows are read chunk by chunk as it loads (always a batch of its own).
+    large: bool = False
+
+
+def plan_batches(files: list[LandingFile], settings: Settings) -> Iterator[PlannedBatch]:
     """The files in order, as batches: runs of small files bounded by the batch limits (files,
     bytes, estimated rows: a batch is read whole before it is written, so these bound its
     memory), and every larger file a batch of its own."""
@@ -102,16 +114,16 @@ def plan_batches(files: list[LandingFile], settings: Settings) -> Iterator[list[
             or estimate > small_rows
         )
         if batch and full:
-            yield batch
+            yield PlannedBatch(batch)
             batch, size, rows = [], 0, 0
         if estimate > small_rows:
-            yield [file]
+            yield PlannedBatch([file], estimate > settings.file_limits.stream_above_rows)
             continue
         batch.append(file)
         size += file.size_bytes
         rows += estimate
     if batch:
-        yield batch
+        yield PlannedBatch(batch)
 
 
 @dataclass
@@ -127,12 +139,12 @@ class ReadBatch:
 
     @classmethod
     def of(
-        cls, files: list[LandingFile], stream: Stream, settings: Settings, run_id: str | None
+        cls, planned: PlannedBatch, stream: Stream, settings: Settings, run_id: str | None
     ) -> ReadBatch:
         at = datetime.now(UTC)
         started = time.perf_counter()
-        batch = cls([FileLoad(f, stream.name, run_id, at) for f in files], at)
-        read_files(batch.loads, stream, settings)
+        batch = cls([FileLoad(f, stream.name, run_id, at) for f in planned.files], at)
+        read_files(batch.loads, stream, settings, whole=not planned.large)
         batch.read_seconds = time.perf_counter() - started
         expected = _first_of_each_content(batch.loads)
         if expected and all(x.raw is not None for x in expected):
