@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+import pytest
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
 from energy_pipelines.ingest import ingest_stream
@@ -191,8 +192,11 @@ def test_batch_limits_split_a_run_into_several_transactions(
     ) == [(3,)]
 
 
-def test_a_kill_9_inside_a_batch_leaves_nothing_then_the_rerun_loads_all(
-    db, env: dict, landing: Path
+@pytest.mark.parametrize(
+    "point", ["after_staging_copy", "after_history_insert", "before_commit", "after_commit"]
+)
+def test_a_kill_9_inside_a_batch_leaves_it_all_or_nothing_and_the_rerun_loads_each_file_once(
+    db, env: dict, landing: Path, point: str
 ) -> None:
     for gateway in range(20):
         write_csv(
@@ -200,18 +204,32 @@ def test_a_kill_9_inside_a_batch_leaves_nothing_then_the_rerun_loads_all(
             "meter",
             f"gw-{gateway:02d}/f.csv",
             METER_HEADER,
+            # Every gateway's rows share minutes with the others': the batches after the
+            # first take the conflict-checked path, whose crash points are covered too.
             [f"m-{gateway},0.5,230,{TS.format(m)}" for m in range(3)],
         )
-    crashed = cli("ingest", env={**env, "ENERGY_CRASH_AT": "after_history_insert"})
+    # Four batches of five files: the kill hits the first batch to reach the point.
+    batches = {**env, "ENERGY_BATCH_MAX_FILES": "5"}
+    crashed = cli("ingest", env={**batches, "ENERGY_CRASH_AT": point})
     assert crashed.returncode == -signal.SIGKILL
-    assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
-    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(0,)]
-    assert query(db, "SELECT count(*) FROM meter_hourly_totals") == [(0,)]
-    rerun = cli("ingest", env=env)
+    committed = 5 if point == "after_commit" else 0
+    # (A committed batch's new hour table is attached to history when a run ends: the rerun.)
+    assert query(
+        db, "SELECT count(*), coalesce(sum(rows_loaded), 0)::bigint FROM ingested_files"
+    ) == [(committed, committed * 3)]
+    assert query(db, "SELECT coalesce(sum(readings), 0)::bigint FROM meter_hourly_totals") == [
+        (committed * 3,)
+    ]
+    rerun = cli("ingest", env=batches)
     assert rerun.returncode == 0, rerun.stderr
     assert query(
-        db, "SELECT count(*), sum(rows_loaded)::bigint FROM ingested_files WHERE stream = 'meter'"
-    ) == [(20, 60)]
+        db,
+        "SELECT count(*), sum(rows_loaded)::bigint, count(DISTINCT path) FROM ingested_files"
+        " WHERE stream = 'meter' AND status = 'loaded'",
+    ) == [(20, 60, 20)]
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(60,)]
+    assert query(db, "SELECT sum(readings)::bigint FROM meter_hourly_totals") == [(60,)]
+    assert not list((landing / "meter").glob("gw-*/*.csv"))
 
 
 def test_gateway_layouts_load_the_same_readings_as_whole_fleet_files(
