@@ -1,9 +1,15 @@
--- The 24-hour summary plans only what touches history each time: its reads of history run
--- through EXECUTE (planned with the window's bounds as values, so history is pruned to the
--- hours read and only those are locked, whoever calls), while its statements on the small
--- tables keep cached plans. Planning every statement on every call had cost more than running
--- them (bench --reads: PostgreSQL's CPU per summary).
-
+-- The original GET /v1/analytics/performance/:vehicleId over (as_of - 24 h, as_of], with the
+-- raw totals, the totals over paired intervals and the status the evidence supports
+-- (evidence.sql). Full hours come from the hourly totals: at most 25 rows per device, so the
+-- cost follows the window, not the number of partitions; history is read only for the two
+-- partial hours at the window's edges and for an hour whose devices reported different minutes.
+--
+-- Only what touches history is planned each time: those reads run through EXECUTE (planned with
+-- the window's bounds as values, so history is pruned to the hours read and only those are
+-- locked, whoever calls: a prepared statement, a pooled connection, an analyst's SQL), while the
+-- statements on the small tables keep cached plans; planning every statement on every call cost
+-- more than running them (bench --reads: PostgreSQL's CPU per summary). JIT costs more than
+-- these small queries take.
 CREATE OR REPLACE FUNCTION vehicle_performance_24h(
     p_vehicle_id text,
     p_as_of timestamptz DEFAULT now(),

@@ -30,7 +30,8 @@ CREATE UNIQUE INDEX ingested_files_loaded_once ON ingested_files (stream, sha256
     WHERE status = 'loaded';
 CREATE INDEX ingested_files_run ON ingested_files (run_id);
 
--- Append-only history, one partition per UTC day, created on demand by ensure_day_partition().
+-- Append-only history, one partition per UTC day, created on demand
+-- (repeatable/history_partitions.sql).
 CREATE TABLE meter_readings_history (
     meter_id        text NOT NULL,
     ts              timestamptz NOT NULL,
@@ -75,23 +76,3 @@ CREATE TABLE rejected_rows (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX rejected_rows_file ON rejected_rows (file_id);
-
--- Creates the day partition of a history table if it is missing. Identifiers are quoted by
--- format(%I), values by format(%L), so no caller ever builds DDL text.
-CREATE FUNCTION ensure_day_partition(parent regclass, day date) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    parent_name text := (SELECT relname FROM pg_class WHERE oid = parent);
-    partition_name text := parent_name || '_p' || to_char(day, 'YYYYMMDD');
-BEGIN
-    IF to_regclass(quote_ident(partition_name)) IS NULL THEN
-        EXECUTE format(
-            'CREATE TABLE %I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-            partition_name, parent,
-            to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00',
-            to_char(day + 1, 'YYYY-MM-DD') || ' 00:00:00+00'
-        );
-    END IF;
-    RETURN partition_name;
-END;
-$$;

@@ -8,16 +8,9 @@ BEGIN
 END;
 $$;
 
--- Each vehicle's latest computed day with its status.
-CREATE VIEW v_fleet_efficiency_latest AS
-SELECT DISTINCT ON (vehicle_id)
-       vehicle_id, day, efficiency_ratio, status, total_kwh_delivered_dc, total_kwh_consumed_ac,
-       shared_meter, meter_ids, computed_at
-  FROM daily_vehicle_efficiency
- ORDER BY vehicle_id, day DESC;
-
 GRANT USAGE ON SCHEMA public TO energy_analyst;
 REVOKE CREATE ON SCHEMA public FROM energy_analyst;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO energy_analyst;
--- Tables added by later migrations are readable too.
+-- Tables and views added by later migrations are readable too (its views:
+-- repeatable/analyst_views.sql).
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO energy_analyst;

@@ -1,7 +1,8 @@
 -- energy_loader: what the pipeline needs at run time and nothing else: DML on its tables,
--- temporary staging tables, and day-partition maintenance through ensure_day_partition(),
--- which runs with the owner's rights. Schema changes stay with the owner that runs
--- `energy-pipelines db upgrade`. Created without a password, like energy_analyst.
+-- temporary staging tables, and partition maintenance through functions that run with the
+-- owner's rights (repeatable/history_partitions.sql), so it needs no CREATE right. Schema
+-- changes stay with the owner that runs `energy-pipelines db upgrade`. Created without a
+-- password, like energy_analyst.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'energy_loader') THEN
@@ -23,7 +24,3 @@ GRANT UPDATE ON hot_status_watermark, daily_analytics_watermark TO energy_loader
 GRANT INSERT, DELETE ON daily_vehicle_efficiency, daily_meter_usage TO energy_loader;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO energy_loader;
 
--- Partitions are created by the owner's function, so the loader needs no CREATE right.
-ALTER FUNCTION ensure_day_partition(regclass, date) SECURITY DEFINER SET search_path = public;
-REVOKE ALL ON FUNCTION ensure_day_partition(regclass, date) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ensure_day_partition(regclass, date) TO energy_loader;

@@ -1,0 +1,1 @@
+-- Retention's function, drop_day_partitions_before(): repeatable/retention.sql.

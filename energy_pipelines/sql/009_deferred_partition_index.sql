@@ -1,0 +1,2 @@
+-- New days of history loaded without their key index, indexed and attached when a run ends:
+-- functions only (repeatable/history_partitions.sql).

@@ -1,0 +1,2 @@
+-- The 24-hour summary plans only what touches history each time: a function only
+-- (repeatable/vehicle_performance.sql).

@@ -1,0 +1,85 @@
+"""Which tables of history are new (loaded without their key, not yet attached) is held in
+history_new_tables, written when such a table is created and deleted when it is attached."""
+
+from __future__ import annotations
+
+from energy_pipelines.load.database import connect
+from tests.conftest import query
+from tests.helpers import as_user
+
+NEW_TABLES = (
+    "SELECT table_name, kind, partition_of, ts_from::text FROM history_new_tables ORDER BY 1"
+)
+
+
+def test_the_loader_creates_records_and_attaches_new_tables(database_url: str, db) -> None:
+    loader = connect(as_user(database_url, "energy_loader"))
+    try:
+        with loader.cursor() as cur:
+            cur.execute(
+                "SELECT day_table_for_new_rows_of('meter_readings_history', '2026-02-11', true),"
+                " day_table_for_new_rows_of('meter_readings_history', '2026-02-12', false),"
+                " hour_table_for_new_rows('meter_readings_history', '2026-02-12 07:10+00')"
+            )
+            assert cur.fetchone() == (
+                "meter_readings_history_p20260211",
+                None,
+                "meter_readings_history_p20260212_h07",
+            )
+            cur.execute(
+                "INSERT INTO meter_readings_history_p20260212_h07"
+                " VALUES ('m-1', '2026-02-12 07:10+00', 1, 230, 1)"
+            )
+        loader.commit()
+        assert query(db, NEW_TABLES) == [
+            (
+                "meter_readings_history_p20260211",
+                "day",
+                "meter_readings_history",
+                "2026-02-11 00:00:00+00",
+            ),
+            (
+                "meter_readings_history_p20260212_h07",
+                "hour",
+                "meter_readings_history_p20260212",
+                "2026-02-12 07:00:00+00",
+            ),
+        ]
+        # Not visible through history before it is attached.
+        assert query(db, "SELECT count(*) FROM meter_readings_history") == [(0,)]
+
+        # The conflict path attaches the one new table it needs.
+        with loader.cursor() as cur:
+            cur.execute(
+                "SELECT ensure_hour_partition('meter_readings_history', '2026-02-12 07:59+00')"
+            )
+            assert cur.fetchone() == ("meter_readings_history_p20260212_h07",)
+        loader.commit()
+        assert [row[0] for row in query(db, NEW_TABLES)] == ["meter_readings_history_p20260211"]
+        assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
+
+        with loader.cursor() as cur:
+            cur.execute("SELECT finish_new_tables('meter_readings_history')")
+            assert cur.fetchall() == [("meter_readings_history_p20260211",)]
+        loader.commit()
+    finally:
+        loader.close()
+    assert query(db, NEW_TABLES) == []
+    assert query(
+        db,
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'meter_readings_history'::regclass ORDER BY 1",
+    ) == [("meter_readings_history_p20260211",), ("meter_readings_history_p20260212",)]
+
+
+def test_a_table_named_like_a_partition_is_not_taken_for_a_new_one(db) -> None:
+    # An operator's copy of a day, under the name a partition of that day would have.
+    with db.cursor() as cur:
+        cur.execute("CREATE TABLE meter_readings_history_p20260211 (LIKE meter_readings_history)")
+        cur.execute("SELECT finish_new_tables('meter_readings_history')")
+        assert cur.fetchall() == []
+    db.commit()
+    assert query(
+        db,
+        "SELECT relispartition FROM pg_class WHERE relname = 'meter_readings_history_p20260211'",
+    ) == [(False,)]
