@@ -26,11 +26,11 @@ from typing import Any
 
 import psutil
 
+from energy_pipelines.dagster_home import dagster_home
 from energy_pipelines.layouts import Layout, cut_into_gateways
 from energy_pipelines.load.database import connect, execute_admin, with_database
 from energy_pipelines.load.migrations import upgrade
 from energy_pipelines.read_load import nearest_rank
-from energy_pipelines.settings import PROJECT_ROOT
 from energy_pipelines.simulate import simulate
 
 _WORKSPACE = """load_from:
@@ -172,7 +172,8 @@ def run_live(server_url: str, work: Path, shape: LiveShape) -> dict[str, Any]:
     url = with_database(server_url, name)
     home, landing = work / "dagster_home", work / "landing"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    # The instance settings (retries, the postgres_writes pool) of the instance the CLI uses.
+    shutil.copy(dagster_home() / "dagster.yaml", home / "dagster.yaml")
     (work / "workspace.yaml").write_text(_WORKSPACE, encoding="utf-8")
     for stream in ("meter", "vehicle", "correlation"):
         (landing / stream).mkdir(parents=True)

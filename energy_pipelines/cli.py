@@ -462,14 +462,12 @@ def _print_demo_tables(settings: Settings, day: Any) -> None:
 
 
 def ui_command(extra_args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """`dagster dev` on this project's workspace and on the instance the CLI writes to, from
-    any working folder."""
+    """`dagster dev` on the package's definitions and on the instance the CLI writes to."""
     from energy_pipelines.dagster_home import dagster_home
-    from energy_pipelines.settings import PROJECT_ROOT
 
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    return [sys.executable, "-m", "dagster", "dev", "-w", workspace, *extra_args], env
+    definitions = ["-m", "energy_pipelines.defs", "-a", "defs"]
+    return [sys.executable, "-m", "dagster", "dev", *definitions, *extra_args], env
 
 
 def run_ui(extra_args: list[str]) -> int:
@@ -605,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ui",
         add_help=False,
         help="the Dagster UI and daemon (dagster dev) on the instance the CLI writes to: "
-        "$DAGSTER_HOME when exported, else the project's .dagster_home/",
+        "$DAGSTER_HOME when exported, else .dagster_home/ in the working folder",
     )
 
     gateway = commands.add_parser(

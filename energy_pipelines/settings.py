@@ -1,12 +1,23 @@
-"""Run-time configuration, read from the environment once and passed down explicitly."""
+"""Run-time configuration, read from the environment once and passed down explicitly.
+
+Each setting's default is written once, on its field, beside the environment variable that
+overrides it (`env_field`); `Settings.from_env` reads every such field. Default folders are in
+the folder a command runs in (a checkout, or any folder where a user of the installed package
+works), never in the package's own folder."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Default folders, in the working folder; ENERGY_LANDING_DIR, ENERGY_STATE_DIR and DAGSTER_HOME
+# put each elsewhere.
+LANDING_FOLDER = "landing"
+STATE_FOLDER = ".energy"
+DAGSTER_HOME_FOLDER = ".dagster_home"
+MIB = 2**20
 
 
 def float_env(name: str, default: float, minimum: float | None = None) -> float:
@@ -31,12 +42,61 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _choice_env(name: str, choices: tuple[str, ...]) -> str:
-    """One of `choices` from the environment (the first is the default)."""
-    raw = (os.environ.get(name) or choices[0]).strip().lower()
-    if raw not in choices:
-        raise ValueError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
-    return raw
+def folder_env(name: str, default_folder: str) -> Path:
+    """A folder from the environment, else `default_folder` in the working folder."""
+    raw = os.environ.get(name)
+    return Path(raw) if raw else Path.cwd() / default_folder
+
+
+@dataclass(frozen=True)
+class EnvVariable:
+    """The environment variable that overrides a setting. A number is read in `unit`s of the
+    setting (ENERGY_MAX_FILE_MB sets a byte count in MiB) and must be at least `minimum`; text
+    must be one of `choices` when there are some."""
+
+    name: str
+    unit: int = 1
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def read(self, default: Any) -> Any:
+        if isinstance(default, str):
+            raw = (os.environ.get(self.name) or "").strip() or default
+            if self.choices and raw.lower() not in self.choices:
+                raise ValueError(f"{self.name}={raw!r} must be one of: {', '.join(self.choices)}")
+            return raw.lower() if self.choices else raw
+        value = float_env(self.name, default / self.unit, self.minimum) * self.unit
+        return int(value) if isinstance(default, int) else value
+
+
+def env_field(
+    default: Any,
+    name: str,
+    *,
+    unit: int = 1,
+    minimum: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    """A setting's default and the environment variable that overrides it."""
+    return field(default=default, metadata={"env": EnvVariable(name, unit, minimum, choices)})
+
+
+Config = TypeVar("Config")
+
+
+def read_env(config: type[Config], **given: Any) -> Config:
+    """`config` with each env_field read from the environment (its default when unset), nested
+    settings read the same way, and `given` values as they are."""
+    values = dict(given)
+    for setting in fields(config):  # type: ignore[arg-type]
+        if setting.name in values:
+            continue
+        variable = setting.metadata.get("env")
+        if variable is not None:
+            values[setting.name] = variable.read(setting.default)
+        elif setting.default_factory is not MISSING and is_dataclass(setting.default_factory):
+            values[setting.name] = read_env(setting.default_factory)
+    return config(**values)
 
 
 # How long a loader waits for its stream's lock (and any other lock inside a file's transaction)
@@ -56,8 +116,8 @@ class SensorRetry:
     files still waiting after one): after `base_seconds`, doubling with each attempt, at most
     `max_seconds` apart."""
 
-    base_seconds: float = 30.0
-    max_seconds: float = 900.0
+    base_seconds: float = env_field(30.0, "ENERGY_SENSOR_RETRY_SECONDS", minimum=0.0)
+    max_seconds: float = env_field(900.0, "ENERGY_SENSOR_RETRY_MAX_SECONDS", minimum=0.0)
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th run that did not do the work (1, 2, ...)."""
@@ -68,8 +128,8 @@ class SensorRetry:
 class ValidationLimits:
     """Bounds a reading must respect; everything outside is quarantined with the rule it broke."""
 
-    max_kwh_per_reading: float = 10_000.0
-    max_future_minutes: float = 10.0
+    max_kwh_per_reading: float = env_field(10_000.0, "ENERGY_MAX_KWH_PER_READING")
+    max_future_minutes: float = env_field(10.0, "ENERGY_MAX_FUTURE_MINUTES")
     min_year: int = 2000
 
 
@@ -78,15 +138,17 @@ class FileLimits:
     """Bounds on one landing file. Parsing memory and time grow with these, so they bound both;
     a file above a limit is quarantined, not loaded."""
 
-    max_file_bytes: int = 1 << 30  # on disk
-    max_decompressed_bytes: int = 1 << 30  # a .csv.gz once expanded
-    max_rows: int = 20_000_000  # as a Parquet footer claims them
+    max_file_bytes: int = env_field(1 << 30, "ENERGY_MAX_FILE_MB", unit=MIB)  # on disk
+    # A .csv.gz once expanded.
+    max_decompressed_bytes: int = env_field(1 << 30, "ENERGY_MAX_DECOMPRESSED_MB", unit=MIB)
+    # As a Parquet footer claims them.
+    max_rows: int = env_field(20_000_000, "ENERGY_MAX_ROWS_PER_FILE")
     # Estimated peak memory of parsing one file (see landing.read for the estimate).
-    memory_budget_bytes: int = 4 << 30
+    memory_budget_bytes: int = env_field(4 << 30, "ENERGY_PARSE_MEMORY_MB", unit=MIB)
     # Files with more rows than stream_above_rows are read, validated and loaded in chunks of
     # chunk_rows rows (still one transaction), so memory follows the chunk, not the file.
-    stream_above_rows: int = 1_000_000
-    chunk_rows: int = 100_000
+    stream_above_rows: int = env_field(1_000_000, "ENERGY_STREAM_ABOVE_ROWS", minimum=1)
+    chunk_rows: int = env_field(100_000, "ENERGY_CHUNK_ROWS", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -95,10 +157,10 @@ class BatchLimits:
     small_file_rows load on their own, the next one prepared while one loads (a whole-fleet
     hourly export)."""
 
-    max_files: int = 2000
-    max_bytes: int = 64 << 20
-    max_rows: int = 100_000
-    small_file_rows: int = 50_000
+    max_files: int = env_field(2000, "ENERGY_BATCH_MAX_FILES", minimum=1)
+    max_bytes: int = env_field(64 << 20, "ENERGY_BATCH_MAX_MB", unit=MIB, minimum=0.001)
+    max_rows: int = env_field(100_000, "ENERGY_BATCH_MAX_ROWS", minimum=1)
+    small_file_rows: int = env_field(50_000, "ENERGY_BATCH_FILE_MAX_ROWS", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -107,10 +169,10 @@ class EvidenceRules:
     intervals must carry before their ratio is trusted, and each stream's reading cadence.
     Readings pair by interval of the coarser cadence (a whole number of minutes dividing 60)."""
 
-    fault_threshold: float = 0.85
-    min_paired_kwh: float = 1.0
-    meter_cadence_seconds: int = 60
-    vehicle_cadence_seconds: int = 60
+    fault_threshold: float = env_field(0.85, "ENERGY_FAULT_THRESHOLD")
+    min_paired_kwh: float = env_field(1.0, "ENERGY_MIN_PAIRED_KWH", minimum=0.0)
+    meter_cadence_seconds: int = env_field(60, "ENERGY_METER_CADENCE_SECONDS")
+    vehicle_cadence_seconds: int = env_field(60, "ENERGY_VEHICLE_CADENCE_SECONDS")
 
     def __post_init__(self) -> None:
         for name in ("meter_cadence_seconds", "vehicle_cadence_seconds"):
@@ -138,11 +200,13 @@ class QualityRules:
     readings."""
 
     # A frozen run: the same non-zero value in at least this many consecutive intervals.
-    frozen_min_intervals: int = 10
+    frozen_min_intervals: int = env_field(10, "ENERGY_FROZEN_MIN_INTERVALS")
     # A spike: interval energy above this multiple of the device's typical daily maximum.
-    spike_factor: float = 5.0
+    spike_factor: float = env_field(5.0, "ENERGY_SPIKE_FACTOR")
     # Gaps up to this many intervals get an estimate of the energy they probably held.
-    max_estimated_gap_intervals: int = 15
+    max_estimated_gap_intervals: int = env_field(
+        15, "ENERGY_MAX_ESTIMATED_GAP_INTERVALS", minimum=0
+    )
 
     def __post_init__(self) -> None:
         if self.frozen_min_intervals < 2:
@@ -161,13 +225,15 @@ class Settings:
     # None means: use the embedded PostgreSQL kept under state_dir.
     database_url: str | None
     state_dir: Path
-    settle_seconds: float = 5.0
-    max_files_per_run: int = 5000
+    settle_seconds: float = env_field(5.0, "ENERGY_SETTLE_SECONDS")
+    max_files_per_run: int = env_field(5000, "ENERGY_MAX_FILES_PER_RUN", minimum=1)
     # Streams load in worker processes ("processes"), on threads ("threads"), or "auto":
     # processes on a machine of 4 or more cores when two streams each have process_min_files
     # files waiting (ingest/streams.py).
-    stream_workers: str = "auto"
-    process_min_files: int = 500
+    stream_workers: str = env_field(
+        "auto", "ENERGY_STREAM_WORKERS", choices=("auto", "threads", "processes")
+    )
+    process_min_files: int = env_field(500, "ENERGY_PROCESS_MIN_FILES", minimum=1)
     limits: ValidationLimits = field(default_factory=ValidationLimits)
     file_limits: FileLimits = field(default_factory=FileLimits)
     # Efficiency below evidence.fault_threshold is flagged fault_suspected, on paired evidence.
@@ -175,62 +241,20 @@ class Settings:
     quality: QualityRules = field(default_factory=QualityRules)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     # The freshness check fails when the newest reading is older than this.
-    freshness_minutes: float = 60.0
+    freshness_minutes: float = env_field(60.0, "ENERGY_FRESHNESS_MINUTES")
     # Days of raw history (and hourly totals) kept; 0 keeps everything.
-    retention_days: int = 90
+    retention_days: int = env_field(90, "ENERGY_RETENTION_DAYS", minimum=0)
     # First UTC day of the daily partitions in Dagster.
-    first_day: str = "2020-01-01"
+    first_day: str = env_field("2020-01-01", "ENERGY_FIRST_DAY")
     sensor_retry: SensorRetry = field(default_factory=SensorRetry)
 
     @classmethod
     def from_env(cls) -> Settings:
-        state_dir = Path(os.environ.get("ENERGY_STATE_DIR", PROJECT_ROOT / ".energy"))
-        return cls(
-            landing_dir=Path(os.environ.get("ENERGY_LANDING_DIR", PROJECT_ROOT / "landing")),
+        return read_env(
+            cls,
+            landing_dir=folder_env("ENERGY_LANDING_DIR", LANDING_FOLDER),
             database_url=os.environ.get("DATABASE_URL") or None,
-            state_dir=state_dir,
-            settle_seconds=float_env("ENERGY_SETTLE_SECONDS", 5.0),
-            max_files_per_run=int(float_env("ENERGY_MAX_FILES_PER_RUN", 5000, minimum=1)),
-            stream_workers=_choice_env("ENERGY_STREAM_WORKERS", ("auto", "threads", "processes")),
-            process_min_files=int(float_env("ENERGY_PROCESS_MIN_FILES", 500, minimum=1)),
-            file_limits=FileLimits(
-                max_file_bytes=int(float_env("ENERGY_MAX_FILE_MB", 1024) * 2**20),
-                max_decompressed_bytes=int(float_env("ENERGY_MAX_DECOMPRESSED_MB", 1024) * 2**20),
-                max_rows=int(float_env("ENERGY_MAX_ROWS_PER_FILE", 20_000_000)),
-                memory_budget_bytes=int(float_env("ENERGY_PARSE_MEMORY_MB", 4096) * 2**20),
-                stream_above_rows=int(float_env("ENERGY_STREAM_ABOVE_ROWS", 1_000_000, minimum=1)),
-                chunk_rows=int(float_env("ENERGY_CHUNK_ROWS", 100_000, minimum=1)),
-            ),
-            batch_limits=BatchLimits(
-                max_files=int(float_env("ENERGY_BATCH_MAX_FILES", 2000, minimum=1)),
-                max_bytes=int(float_env("ENERGY_BATCH_MAX_MB", 64, minimum=0.001) * 2**20),
-                max_rows=int(float_env("ENERGY_BATCH_MAX_ROWS", 100_000, minimum=1)),
-                small_file_rows=int(float_env("ENERGY_BATCH_FILE_MAX_ROWS", 50_000, minimum=0)),
-            ),
-            evidence=EvidenceRules(
-                fault_threshold=float_env("ENERGY_FAULT_THRESHOLD", 0.85),
-                min_paired_kwh=float_env("ENERGY_MIN_PAIRED_KWH", 1.0, minimum=0.0),
-                meter_cadence_seconds=int(float_env("ENERGY_METER_CADENCE_SECONDS", 60)),
-                vehicle_cadence_seconds=int(float_env("ENERGY_VEHICLE_CADENCE_SECONDS", 60)),
-            ),
-            quality=QualityRules(
-                frozen_min_intervals=int(float_env("ENERGY_FROZEN_MIN_INTERVALS", 10)),
-                spike_factor=float_env("ENERGY_SPIKE_FACTOR", 5.0),
-                max_estimated_gap_intervals=int(
-                    float_env("ENERGY_MAX_ESTIMATED_GAP_INTERVALS", 15, minimum=0)
-                ),
-            ),
-            freshness_minutes=float_env("ENERGY_FRESHNESS_MINUTES", 60.0),
-            first_day=os.environ.get("ENERGY_FIRST_DAY", "2020-01-01"),
-            retention_days=int(float_env("ENERGY_RETENTION_DAYS", 90, minimum=0)),
-            sensor_retry=SensorRetry(
-                base_seconds=float_env("ENERGY_SENSOR_RETRY_SECONDS", 30.0, minimum=0.0),
-                max_seconds=float_env("ENERGY_SENSOR_RETRY_MAX_SECONDS", 900.0, minimum=0.0),
-            ),
-            limits=ValidationLimits(
-                max_kwh_per_reading=float_env("ENERGY_MAX_KWH_PER_READING", 10_000.0),
-                max_future_minutes=float_env("ENERGY_MAX_FUTURE_MINUTES", 10.0),
-            ),
+            state_dir=folder_env("ENERGY_STATE_DIR", STATE_FOLDER),
         )
 
     @property

@@ -1,5 +1,5 @@
 """A new user's first hour: the CLI's runs are in the UI's history, both on one Dagster instance
-found the same way (an operator's exported DAGSTER_HOME wins), whatever the working folder."""
+found the same way (an operator's exported DAGSTER_HOME wins, else the working folder's)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 from dagster._core.secrets.env_file import get_env_var_dict
 
 from energy_pipelines.cli import ui_command
-from energy_pipelines.dagster_home import DEFAULT_DAGSTER_HOME, dagster_home
+from energy_pipelines.dagster_home import dagster_home
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, cli, write_csv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def operator_home(tmp_path: Path) -> Path:
     """An operator's own instance folder, with the project's instance settings."""
     home = tmp_path / "operator_dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((DEFAULT_DAGSTER_HOME / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO_ROOT / ".dagster_home" / "dagster.yaml").read_text())
     return home
 
 
@@ -161,19 +161,19 @@ def test_cli_runs_are_in_the_instance_the_ui_loads(
     ]
 
 
-def test_the_operators_dagster_home_wins_over_the_projects_default(
+def test_the_operators_dagster_home_wins_over_the_working_folders(
     env: dict[str, str], landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Without one exported, the CLI and the UI both use the project's folder, found from the
-    # package, not from the working folder.
+    # Without one exported, the CLI and the UI both use the working folder's .dagster_home/,
+    # never a folder inside the installed package.
     monkeypatch.delenv("DAGSTER_HOME")
     monkeypatch.chdir(tmp_path)
-    assert dagster_home() == REPO_ROOT / ".dagster_home"
+    assert dagster_home() == tmp_path / ".dagster_home"
     command, ui_env = ui_command(["-p", "3001"])
-    assert ui_env["DAGSTER_HOME"] == str(REPO_ROOT / ".dagster_home")
+    assert ui_env["DAGSTER_HOME"] == str(tmp_path / ".dagster_home")
     assert command == [
         sys.executable,
-        *("-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")),
+        *("-m", "dagster", "dev", "-m", "energy_pipelines.defs", "-a", "defs"),
         *("-p", "3001"),
     ]
 
