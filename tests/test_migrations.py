@@ -237,6 +237,28 @@ def test_a_repeatable_file_that_fails_is_applied_by_the_next_upgrade(
     assert _migrate(database_url) == ["repeatable/analyst_views.sql"]
 
 
+def test_a_database_a_newer_version_migrated_keeps_its_functions(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [shipped] = [r.sha256 for r in list_repeatables() if r.name == "evidence.sql"]
+    copy = tmp_path / "sql"
+    shutil.copytree(str(sql_dir()), copy)
+    monkeypatch.setenv("ENERGY_SQL_DIR", str(copy))
+    evidence = copy / "repeatable" / "evidence.sql"
+    evidence.write_text(evidence.read_text() + "\n-- an older text\n")
+    conn = connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'newer')")
+        conn.commit()
+        assert upgrade(conn) == []
+        assert query(conn, "SELECT sha256 FROM schema_repeatables WHERE name = 'evidence.sql'") == [
+            (shipped,)
+        ]
+    finally:
+        conn.close()
+
+
 def test_the_loader_checks_for_pending_migrations_without_any_ddl_right(
     database_url: str,
 ) -> None:

@@ -149,6 +149,10 @@ def upgrade(conn: Connection) -> list[str]:
         raise ValueError("sql/000_schema_migrations.sql must exist")
     repeatables = list_repeatables(directory)
     ledger = recorded(conn)
+    if ledger.newest_version > numbered[-1].version:
+        # A newer version of the package migrated this database: its functions are newer than
+        # this version's files, which must not replace them.
+        return []
     if all(m.version in ledger.versions for m in numbered) and not stale_repeatables(
         repeatables, ledger
     ):
