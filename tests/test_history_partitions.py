@@ -83,3 +83,22 @@ def test_a_table_named_like_a_partition_is_not_taken_for_a_new_one(db) -> None:
         db,
         "SELECT relispartition FROM pg_class WHERE relname = 'meter_readings_history_p20260211'",
     ) == [(False,)]
+
+
+def test_retention_drops_the_new_tables_of_the_days_it_drops(db) -> None:
+    # A stopped run left an old day's hour and a kept day's table loaded, not yet attached.
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT hour_table_for_new_rows('vehicle_readings_history', '2026-02-01 09:00+00'),"
+            " day_table_for_new_rows_of('vehicle_readings_history', '2026-02-06', true)"
+        )
+        cur.execute("SELECT drop_day_partitions_before('vehicle_readings_history', '2026-02-06')")
+        assert cur.fetchall() == [
+            ("vehicle_readings_history_p20260201_h09",),
+            ("vehicle_readings_history_p20260201",),
+        ]
+        cur.execute("SELECT finish_new_tables('vehicle_readings_history')")
+        assert cur.fetchall() == [("vehicle_readings_history_p20260206",)]
+    db.commit()
+    assert query(db, "SELECT to_regclass('vehicle_readings_history_p20260201_h09')") == [(None,)]
+    assert query(db, NEW_TABLES) == []

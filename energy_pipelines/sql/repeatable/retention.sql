@@ -1,7 +1,7 @@
 -- Retention: drop whole day partitions of a history table that end on or before a day, with the
--- hourly totals and hour summaries of those days. Runs with the owner's rights so
--- energy_loader can keep history bounded without DDL rights. The manifest (ingested_files),
--- quarantine and daily tables are kept.
+-- new tables of those days not yet attached (history_new_tables), their hourly totals and hour
+-- summaries. Runs with the owner's rights so energy_loader can keep history bounded without DDL
+-- rights. The manifest (ingested_files), quarantine and daily tables are kept.
 --
 -- Which partitions: the history table's attached children named before `before_day`'s
 -- partition. Day partitions are named by day_partition_name() (history_partitions.sql), whose
@@ -14,6 +14,13 @@ DECLARE
     child record;
     cutoff timestamptz := utc_hour_bound(before_day)::timestamptz;
 BEGIN
+    FOR child IN
+        DELETE FROM history_new_tables n WHERE n.history = parent AND n.ts_to <= cutoff
+        RETURNING n.table_name
+    LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %I', child.table_name);
+        RETURN NEXT child.table_name;
+    END LOOP;
     FOR child IN
         SELECT c.relname
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
