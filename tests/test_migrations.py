@@ -329,3 +329,9 @@ def test_new_tables_an_installed_database_left_are_recorded_and_finished_after_u
         ) == [(1, 1)]
     finally:
         conn.close()
+
+
+def test_no_migration_lies_outside_the_package() -> None:
+    # A file in a top-level sql/ folder would never be applied: the package ships its own.
+    root = Path(__file__).resolve().parent.parent
+    assert sorted(p.name for p in root.glob("sql/**/*.sql")) == []
