@@ -59,14 +59,14 @@ def copy_rows(cur: Any, table: str, rows: pa.Table, **ingest: Any) -> None:
 
 
 def ensure_hour_partitions(cur: Any, stream: Stream, hours: list[datetime]) -> None:
-    """Make the hours real partitions with their key index (sql/013_hourly_leaves.sql)."""
+    """Make the hours real partitions with their key index (sql/repeatable/history_partitions.sql)."""
     for hour in hours:
         cur.execute("SELECT ensure_hour_partition($1::regclass, $2)", (stream.table, hour))
 
 
 def finish_new_tables(cur: Any, stream: Stream) -> list[str]:
     """Build the key index of every day and hour table loaded without one (by this run, or by
-    one that stopped before its end) and attach it (sql/013). The caller holds the stream
+    one that stopped before its end) and attach it (sql/repeatable/history_partitions.sql). The caller holds the stream
     lock."""
     cur.execute("SELECT finish_new_tables($1::regclass)", (stream.table,))
     return [row[0] for row in cur.fetchall()]
@@ -332,8 +332,17 @@ def insert_staged_rejected_rows(cur: Any) -> None:
 HOURLY_TOTALS_TABLES = {"meter": "meter_hourly_totals", "vehicle": "vehicle_hourly_totals"}
 _TOTALS_STAGING_TABLE = "staging_hourly_totals"
 # How a file's addition combines with the stored row, per measure (sum when not listed).
-_COMBINE = {"voltage_min": "least({0}, {1})", "voltage_max": "greatest({0}, {1})"}
-_COMBINE_BITS = "{0} | {1}"
+_COMBINE = {"voltage_min": "least", "voltage_max": "greatest"}
+
+
+def _combined(column: str) -> str:
+    """The stored total's column combined with a load's (`excluded`) addition."""
+    stored, added = f"t.{column}", f"excluded.{column}"
+    if column == "minutes":
+        return f"{stored} | {added}"
+    if column in _COMBINE:
+        return f"{_COMBINE[column]}({stored}, {added})"
+    return f"{stored} + {added}"
 
 
 def add_hourly_totals(cur: Any, stream: Stream, totals: pl.DataFrame) -> None:
@@ -345,13 +354,7 @@ def add_hourly_totals(cur: Any, stream: Stream, totals: pl.DataFrame) -> None:
     device = _ident(stream.key[0])
     columns = [_ident(c) for c in totals.columns]
     measures = [c for c in columns if c not in (device, "hour")]
-    updates = ", ".join(
-        f"{c} = "
-        + (_COMBINE_BITS if c == "minutes" else _COMBINE.get(c, "{0} + {1}")).format(
-            f"t.{c}", f"excluded.{c}"
-        )
-        for c in measures
-    )
+    updates = ", ".join(f"{c} = {_combined(c)}" for c in measures)
     cur.adbc_ingest(_TOTALS_STAGING_TABLE, totals.to_arrow(), mode="replace", temporary=True)
     cur.execute(
         f"INSERT INTO {table} AS t ({', '.join(columns)})"
