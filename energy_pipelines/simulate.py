@@ -28,13 +28,21 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from energy_pipelines.contract import ARROW_TYPES, CORRELATION, METER, VEHICLE, Stream
+from energy_pipelines.contract import (
+    ARROW_TYPES,
+    CORRELATION,
+    FAULT_THRESHOLD,
+    METER,
+    VEHICLE,
+    Stream,
+)
 from energy_pipelines.landing.discover import is_ignored_name
 
 FileFormat = Literal["parquet", "csv"]
 
 MINUTES_PER_DAY = 1440
-FAULTY_EFFICIENCY = 0.85
+# Vehicles drawn below it are faulty: the daily tables should flag them fault_suspected.
+FAULTY_EFFICIENCY = FAULT_THRESHOLD
 # Rows generated at once: bounds memory (about 260 MB peak RSS for 14.4M rows in total).
 _BATCH_ROWS = 1 << 18
 _MASK64 = (1 << 64) - 1
@@ -51,7 +59,7 @@ class SimulationSummary:
     vehicle_rows: int
     correlation_rows: int
     files: list[Path]
-    faulty_vehicles: list[str]  # vehicles whose efficiency was drawn below 0.85
+    faulty_vehicles: list[str]  # vehicles whose efficiency was drawn below FAULTY_EFFICIENCY
 
 
 def default_start(now: datetime | None = None) -> datetime:
@@ -130,7 +138,8 @@ def _vehicle_params(seed: int, vehicles: int) -> pl.DataFrame:
         {tag: _uniform(seed, tag, v) for tag in ("faulty", "efficiency", "habit", "start")}
     )
     return draws.select(
-        # About 5% of vehicles have a faulty charger or battery: efficiency below 0.85.
+        # About 5% of vehicles have a faulty charger or battery: efficiency 0.80 to 0.8499,
+        # below FAULTY_EFFICIENCY; the others from FAULTY_EFFICIENCY to 0.12 above it.
         efficiency=pl.when(pl.col("faulty") < 0.05)
         .then(0.80 + 0.0499 * pl.col("efficiency"))
         .otherwise(FAULTY_EFFICIENCY + 0.12 * pl.col("efficiency")),

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 from pandera.errors import SchemaErrors
 
-from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
+from energy_pipelines.contract import CORRELATION, MAX_ID_LENGTH, METER, VEHICLE, Stream
 from energy_pipelines.landing.discover import find_waiting_files
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile, read_landing_file
 from energy_pipelines.settings import ValidationLimits
 from energy_pipelines.transform.readings import deduplicate_within_file, to_staging_table
 from energy_pipelines.validate.rules import ValidatedRows, raw_values_json, validate_rows
-from energy_pipelines.validate.schemas import MAX_ID_LENGTH, reading_schema
+from energy_pipelines.validate.schemas import reading_schema
 from tests.helpers import meter_table
 
 # A fixed ingestion time keeps the "not in the future" rule deterministic.

@@ -18,8 +18,7 @@ import pyarrow as pa
 from energy_pipelines.analytics.quality_fold import StreamQuality
 from energy_pipelines.analytics.quality_hours import SUMMARY_FIELDS, TOP_K, HourSummaries
 from energy_pipelines.analytics.quality_hours import summarize_hours as _summarize
-from energy_pipelines.contract import METER, VEHICLE, Stream
-from energy_pipelines.load.history import HOURLY_TOTALS_TABLES
+from energy_pipelines.contract import HOURLY_TOTALS_TABLES, METER, VEHICLE, Stream
 from energy_pipelines.settings import QualityRules
 
 TABLE = "device_hour_quality"

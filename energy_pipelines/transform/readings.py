@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from energy_pipelines.contract import ARROW_TYPES, Stream
+from energy_pipelines.contract import TIMESTAMP, Stream
 from energy_pipelines.landing.read import ROW_NUMBER
 
 _NO_CONFLICTS = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, "first_row": pl.Int64})
@@ -129,12 +129,12 @@ class EarlierRows:
 def to_staging_table(unique: pl.DataFrame, stream: Stream, in_key_order: bool = False) -> pa.Table:
     """Rows in key order (the primary key index is then filled sequentially), with row_number.
     `in_key_order`: the rows are sorted by key already (deduplication sorted them)."""
-    floats = [f.column for f in stream.fields if ARROW_TYPES[f.kind] == pa.float64()]
+    floats = [f.column for f in stream.fields if f.value_kind.arrow_type == pa.float64()]
     ordered = (unique if in_key_order else unique.sort(list(stream.key))).select(
         *stream.columns, ROW_NUMBER
     )
     schema = pa.schema(
-        [pa.field(f.column, ARROW_TYPES[f.kind], nullable=False) for f in stream.fields]
+        [pa.field(f.column, f.value_kind.arrow_type, nullable=False) for f in stream.fields]
         + [pa.field(ROW_NUMBER, pa.int64(), nullable=False)]
     )
     table = ordered.to_arrow().cast(schema)
@@ -172,7 +172,7 @@ _MICROS_PER_HOUR = 60 * _MICROS_PER_MINUTE
 def utc_hour(ts: pl.Expr) -> pl.Expr:
     """The start of the reading's UTC hour: the hourly totals' `hour` (sql/014)."""
     micros = ts.dt.epoch("us")
-    return (micros // _MICROS_PER_HOUR * _MICROS_PER_HOUR).cast(pl.Datetime("us", "UTC"))
+    return (micros // _MICROS_PER_HOUR * _MICROS_PER_HOUR).cast(TIMESTAMP.polars_dtype)
 
 
 def minute_bit(ts: pl.Expr) -> pl.Expr:

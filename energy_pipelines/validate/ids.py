@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-MAX_ID_LENGTH = 64
+from energy_pipelines.contract import MAX_ID_LENGTH
 
 
 @dataclass(frozen=True)

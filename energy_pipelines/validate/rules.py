@@ -6,12 +6,17 @@ Pure functions: Polars in, Polars out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import polars as pl
 from pandera.errors import SchemaErrors
 
-from energy_pipelines.contract import Field, Stream
+from energy_pipelines.contract import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    Field,
+    Stream,
+)
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile
 from energy_pipelines.settings import ValidationLimits
 from energy_pipelines.validate.schemas import reading_schema
@@ -21,9 +26,7 @@ _TIMESTAMP_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _TIMESTAMP_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
 
 REJECT_COLUMNS = {ROW_NUMBER: pl.Int64, "column_name": pl.String, "rule": pl.String}
-TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
-_EARLIEST_REPRESENTABLE = datetime(1, 1, 2, tzinfo=UTC)
-_LATEST_REPRESENTABLE = datetime(9999, 12, 30, tzinfo=UTC)
+MISSING = "is missing"
 
 
 @dataclass(frozen=True)
@@ -50,20 +53,22 @@ def _parse_text_timestamp(column: pl.Expr) -> pl.Expr:
 
 
 def _typed_expr(field: Field, dtype: pl.DataType) -> pl.Expr:
+    """The column in its kind's dtype; null where a value cannot be typed."""
     column = pl.col(field.column)
+    typed = field.value_kind.polars_dtype
     if field.kind == "id":
-        return column.cast(pl.String)
+        return column.cast(typed)
     if field.kind == "timestamp":
         if isinstance(dtype, pl.Datetime):
             if dtype.time_zone is None:
                 column = column.dt.replace_time_zone("UTC")
             return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
         if dtype == pl.Null:
-            return column.cast(TIMESTAMP_DTYPE)
+            return column.cast(typed)
         return _parse_text_timestamp(column)
     if dtype == pl.String:
-        return column.str.strip_chars().cast(pl.Float64, strict=False)
-    return column.cast(pl.Float64)
+        return column.str.strip_chars().cast(typed, strict=False)
+    return column.cast(typed)
 
 
 def _typing_failure(field: Field, dtype: pl.DataType) -> pl.Expr:
@@ -74,20 +79,11 @@ def _typing_failure(field: Field, dtype: pl.DataType) -> pl.Expr:
     # A blank id is text all the same: the Pandera check names the rule it breaks.
     if dtype == pl.String and field.kind != "id":
         is_blank = is_blank | (raw.str.strip_chars() == "")
-    if field.kind == "timestamp":
-        unparseable = (
-            "is not a valid ISO-8601 timestamp with date and time "
-            "(for example 2026-02-11T10:30:00Z)"
-        )
-    elif field.kind == "id":
-        unparseable = "is not text"
-    else:
-        unparseable = "is not a number (use a plain decimal like 231.5, no units or commas)"
     return (
         pl.when(is_blank)
-        .then(pl.lit("is missing"))
+        .then(pl.lit(MISSING))
         .when(typed.is_null())
-        .then(pl.lit(unparseable))
+        .then(pl.lit(field.value_kind.unparseable))
         .otherwise(pl.lit(None, pl.String))
     )
 
@@ -119,9 +115,7 @@ def validate_rows(
     if stream.has_timestamp:
         # Years 0 or 10000 parse, but Python datetimes (used by the checks' reports) cannot
         # hold them; clipped, they still break the same rule and the raw value is unchanged.
-        typed = typed.with_columns(
-            pl.col("ts").clip(_EARLIEST_REPRESENTABLE, _LATEST_REPRESENTABLE)
-        )
+        typed = typed.with_columns(pl.col("ts").clip(EARLIEST_TIMESTAMP, LATEST_TIMESTAMP))
 
     schema = reading_schema(stream, limits, ingested_at)
     try:

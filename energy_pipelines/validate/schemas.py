@@ -3,15 +3,15 @@ a gateway operator sees in quarantine."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
 
-from energy_pipelines.contract import Field, Stream
+from energy_pipelines.contract import KWH, NOT_FINITE, Field, Range, Stream, ValueKind
 from energy_pipelines.settings import ValidationLimits
 from energy_pipelines.validate.ids import ID_RULES, IdRule
-from energy_pipelines.validate.ids import MAX_ID_LENGTH as MAX_ID_LENGTH
 
 
 def _finite(data: pa.PolarsData) -> pl.LazyFrame:
@@ -25,29 +25,25 @@ def _id_check(rule: IdRule) -> pa.Check:
     return pa.Check(holds, error=rule.error)
 
 
-def _range(low: float, high: float, unit: str) -> list[pa.Check]:
+def _range(allowed: Range) -> list[pa.Check]:
     def within(data: pa.PolarsData) -> pl.LazyFrame:
         value = pl.col(data.key)
+        inside = value.is_between(allowed.low, allowed.high)
         # NaN and infinity are reported once, by the finiteness check.
-        return data.lazyframe.select(~value.is_finite() | value.is_between(low, high))
+        return data.lazyframe.select(~value.is_finite() | inside)
 
-    return [
-        pa.Check(_finite, error="must be a finite number (not NaN or infinity)"),
-        pa.Check(within, error=f"must be between {low:g} and {high:g} {unit}".rstrip()),
-    ]
+    return [pa.Check(_finite, error=NOT_FINITE), pa.Check(within, error=allowed.rule)]
 
 
-def _checks_for(field: Field, limits: ValidationLimits, ingested_at: datetime) -> list[pa.Check]:
-    if field.kind == "id":
-        return [_id_check(rule) for rule in ID_RULES]
-    if field.kind == "kwh":
-        return _range(0.0, limits.max_kwh_per_reading, "kWh")
-    if field.kind == "voltage":
-        return _range(0.0, 2_000.0, "V")
-    if field.kind == "soc":
-        return _range(0.0, 100.0, "%")
-    if field.kind == "battery_temp":
-        return _range(-50.0, 120.0, "degrees C")
+def allowed_range(kind: ValueKind, limits: ValidationLimits) -> Range | None:
+    """The range a number of `kind` must fall in: the contract's, with the kWh ceiling taken from
+    the settings (ENERGY_MAX_KWH_PER_READING)."""
+    if kind.allowed is not None and kind.name == KWH.name:
+        return replace(kind.allowed, high=limits.max_kwh_per_reading)
+    return kind.allowed
+
+
+def _timestamp_checks(limits: ValidationLimits, ingested_at: datetime) -> list[pa.Check]:
     earliest = datetime(limits.min_year, 1, 1, tzinfo=UTC)
     latest = ingested_at + timedelta(minutes=limits.max_future_minutes)
     return [
@@ -65,14 +61,14 @@ def _checks_for(field: Field, limits: ValidationLimits, ingested_at: datetime) -
     ]
 
 
-_DTYPES = {
-    "id": pl.String,
-    "kwh": pl.Float64,
-    "voltage": pl.Float64,
-    "soc": pl.Float64,
-    "battery_temp": pl.Float64,
-    "timestamp": pl.Datetime("us", "UTC"),
-}
+def _checks_for(field: Field, limits: ValidationLimits, ingested_at: datetime) -> list[pa.Check]:
+    if field.kind == "id":
+        return [_id_check(rule) for rule in ID_RULES]
+    if field.kind == "timestamp":
+        return _timestamp_checks(limits, ingested_at)
+    allowed = allowed_range(field.value_kind, limits)
+    assert allowed is not None, f"a number without a range: {field.kind}"
+    return _range(allowed)
 
 
 def reading_schema(
@@ -83,7 +79,7 @@ def reading_schema(
     return pa.DataFrameSchema(
         {
             field.column: pa.Column(
-                _DTYPES[field.kind],
+                field.value_kind.polars_dtype,
                 checks=_checks_for(field, limits, ingested_at),
                 nullable=True,
             )
