@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,15 +15,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from polars.exceptions import PanicException
 from polars.testing import assert_frame_equal
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files
-from energy_pipelines.landing.errors import FileRejected
+from energy_pipelines.landing.errors import FileRejected, first_line, rejecting
 from energy_pipelines.landing.read import (
     ROW_NUMBER,
     RawFile,
-    _raw_files,
+    _regrouped,
     iter_landing_chunks,
     read_landing_file,
 )
@@ -87,18 +89,39 @@ def test_reader_batches_are_regrouped_into_full_chunks() -> None:
     frames = [pl.DataFrame({ROW_NUMBER: range(a, b)}) for a, b in [(1, 6), (6, 7), (7, 15)]]
     empty = frames[0].clear()
 
-    chunks = list(_raw_files(iter(frames), empty, {}, ["x"], 3))
+    chunks = list(_regrouped(iter(frames), 3))
 
-    assert [c.frame[ROW_NUMBER].to_list() for c in chunks] == [
+    assert [c[ROW_NUMBER].to_list() for c in chunks] == [
         [1, 2, 3],
         [4, 5, 6],
         [7, 8, 9],
         [10, 11, 12],
         [13, 14],
     ]
-    assert all(c.extra_columns == ["x"] for c in chunks)
-    [only] = _raw_files(iter([]), empty, {}, [], 3)
-    assert only.frame.height == 0
+    [only] = _regrouped(iter([empty]), 3)
+    assert only.height == 0
+    [whole] = _regrouped(iter(frames), None)
+    assert whole[ROW_NUMBER].to_list() == list(range(1, 15))
+
+
+def test_a_reader_failure_becomes_the_rejection_and_interrupts_pass() -> None:
+    def one_then(failure: BaseException) -> Iterator[int]:
+        yield 1
+        raise failure
+
+    def unreadable(exc: BaseException) -> FileRejected:
+        return FileRejected(f"unreadable: {first_line(exc)}")
+
+    items = rejecting(one_then(PanicException("boom")), unreadable)
+    assert next(items) == 1
+    with pytest.raises(FileRejected, match=r"^unreadable: boom$"):
+        next(items)
+    with pytest.raises(FileRejected, match=r"^unreadable: bad bytes$"):
+        list(rejecting(one_then(ValueError("bad bytes")), unreadable))
+    with pytest.raises(FileRejected, match=r"^as it was$"):
+        list(rejecting(one_then(FileRejected("as it was")), unreadable))
+    with pytest.raises(KeyboardInterrupt):
+        list(rejecting(one_then(KeyboardInterrupt()), unreadable))
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,6 +324,27 @@ def test_parquet_invalid_utf8_in_second_row_group_rejects_while_iterating(
     assert whole.value.reason.startswith(prefix)
     assert caught.value.reason.startswith(prefix)
     assert "Invalid UTF8" in caught.value.reason
+
+
+def test_parquet_extra_column_is_never_read(tmp_path: Path) -> None:
+    # Its values are neither checked nor stored: invalid UTF-8 there rejects nothing.
+    bad_text = pa.array([b"Z\xe4hler", b"ok"], pa.binary()).view(pa.string())
+    file = _parquet(tmp_path, METER, meter_table().append_column("note", bad_text), 10)
+
+    [chunk] = _same_as_whole(file, METER, 3)
+
+    assert chunk.extra_columns == ["note"]
+    assert chunk.frame.height == 2
+
+
+def test_parquet_column_named_twice_is_rejected_alike(tmp_path: Path) -> None:
+    table = meter_table()
+    doubled = pa.Table.from_arrays(
+        [table["meterId"], *table.columns], names=["meterId", *table.column_names]
+    )
+    file = _parquet(tmp_path, METER, doubled, row_group_size=10)
+    whole, chunked = _rejections(file, METER, 3)
+    assert chunked == whole == "column(s) meterId appear more than once in the header"
 
 
 def test_parquet_with_a_corrupt_byte_is_rejected_alike(tmp_path: Path) -> None:

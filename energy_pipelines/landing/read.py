@@ -1,56 +1,43 @@
-"""Read one landing file into a Polars frame named by the contract, or reject the whole file."""
+"""Read one landing file into Polars frames named by the contract, or reject the whole file.
+
+There is one reader: it checks a file (size, memory budget, header, column mapping, types),
+then hands its rows over as a sequence of chunks, numbered as in the file. A small file, or a
+file read whole, is one chunk.
+"""
 
 from __future__ import annotations
 
-import gzip
-import re
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from itertools import chain
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from energy_pipelines.contract import Stream
+from energy_pipelines.contract import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Stream
+from energy_pipelines.landing.checks import (
+    check_csv_headers,
+    check_header_encoding,
+    check_parquet_footer,
+    check_size,
+    check_types,
+    check_unique_headers,
+    map_columns,
+)
 from energy_pipelines.landing.discover import LandingFile
-from energy_pipelines.landing.errors import FileRejected, first_line, printable
+from energy_pipelines.landing.errors import FileRejected, failures_as, first_line, rejecting
 from energy_pipelines.settings import FileLimits
 
 ROW_NUMBER = "row_number"
-# Seconds since the epoch of 0001-01-02 and 9999-12-30: the calendar Python and Polars handle.
-_FIRST_SECOND = -62_135_510_400
-_LAST_SECOND = 253_402_128_000
-# Peak parse memory per byte of input, measured on this code: a CSV read as text, typed and
-# staged takes about 7.4 times its expanded size; Parquet about 4 times its uncompressed size.
-CSV_MEMORY_FACTOR = 8
-PARQUET_MEMORY_FACTOR = 4
-_DUPLICATED_HEADER = re.compile(r"_duplicated_\d+$")
-
-# Parquet types a contract column may arrive in; anything else rejects the file.
-_NUMERIC = (
-    pl.Float32,
-    pl.Float64,
-    pl.Int8,
-    pl.Int16,
-    pl.Int32,
-    pl.Int64,
-    pl.UInt8,
-    pl.UInt16,
-    pl.UInt32,
-    pl.UInt64,
-    pl.Decimal,
-)
-_EXPECTED_WORDS = {
-    "id": "text",
-    "kwh": "a number",
-    "voltage": "a number",
-    "soc": "a number",
-    "battery_temp": "a number",
-    "timestamp": "a timestamp or ISO-8601 text",
-}
+# Above this many rows a Parquet file is read on Arrow's thread pool; below, this thread is
+# faster (0.87 -> 0.3 ms for a 100-row file).
+_THREADED_PARQUET_ROWS = 100_000
+_EARLIEST_SECOND = int(EARLIEST_TIMESTAMP.timestamp())
+_LATEST_SECOND = int(LATEST_TIMESTAMP.timestamp())
 
 
 @dataclass(frozen=True)
@@ -66,271 +53,12 @@ class RawFile:
     extra_columns: list[str]
 
 
-def _header_bytes(file: LandingFile) -> bytes:
-    opener = gzip.open if file.format == "csv.gz" else open
-    try:
-        with opener(file.path, "rb") as handle:
-            return handle.readline(64 * 1024)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise FileRejected(f"the file cannot be read: {exc}") from exc
-
-
-def _check_header_encoding(file: LandingFile) -> None:
-    """Polars decodes the header leniently, so the header's encoding is checked here."""
-    header = _header_bytes(file)
-    if header.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FileRejected("the file is UTF-16 text: save it as UTF-8 (a byte-order mark is fine)")
-    try:
-        header.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FileRejected(
-            "the header row is not valid UTF-8 text: save the file as UTF-8"
-        ) from exc
-
-
-def _polars_failure(exc: BaseException, file: LandingFile | None = None) -> str:
-    first = first_line(exc)
-    # The operator knows the file by its landing path, not by where this server keeps it.
-    return first.replace(str(file.path), file.relative_path) if file else first
-
-
-def _read_csv(file: LandingFile) -> pl.DataFrame:
-    _check_header_encoding(file)
-    try:
-        # Every column as text: typing is the validation stage's job, and raw text is what a
-        # quarantined row must show.
-        frame = pl.read_csv(
-            file.path,
-            infer_schema=False,
-            encoding="utf8",
-            has_header=True,
-            raise_if_empty=True,
-        )
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # polars panics derive from BaseException
-        raise _csv_rejection(exc, file) from exc
-    _check_csv_headers(frame.columns)
-    return frame
-
-
-def _csv_rejection(exc: BaseException, file: LandingFile) -> FileRejected:
-    if isinstance(exc, pl.exceptions.NoDataError):
-        return FileRejected("the file is empty: expected a header row and readings")
-    message = _polars_failure(exc, file)
-    if "utf-8" in message.lower() or "utf8" in message.lower():
-        return FileRejected(
-            "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
-        )
-    return FileRejected(f"the file is not readable as comma-separated CSV: {message}")
-
-
-def _check_csv_headers(headers: list[str]) -> None:
-    repeated = [c for c in headers if _DUPLICATED_HEADER.search(c)]
-    if repeated:
-        names = sorted({_DUPLICATED_HEADER.sub("", c) for c in repeated})
-        raise FileRejected(f"column(s) {', '.join(names)} appear more than once in the header")
-
-
-def _normalize_arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        # pandas' category columns: the values are still text (or numbers).
-        return _normalize_arrow_column(column.cast(kind.value_type))
-    if pa.types.is_timestamp(kind):
-        # Outside years 1..9999 a timestamp is no reading (a flipped bit, a garbage file), and
-        # Polars panics converting such values. Clamped to the edge, the row still breaks the
-        # same rule (before 2000 / in the future) and is quarantined, not the whole file.
-        per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[kind.unit]
-        low = (_FIRST_SECOND if kind.unit != "ns" else -(2**63) // per_second + 1) * per_second
-        high = (_LAST_SECOND if kind.unit != "ns" else (2**63 - 1) // per_second) * per_second
-        raw = column.cast(pa.int64())
-        clamped = pc.min_element_wise(
-            pc.max_element_wise(raw, low, skip_nulls=False), high, skip_nulls=False
-        )
-        # Polars cannot parse offsets like +05:30; the instant is the same in UTC.
-        return clamped.cast(pa.timestamp(kind.unit, tz="UTC" if kind.tz is not None else None))
-    return column
-
-
-def _check_budget(file: LandingFile, needed: int, limits: FileLimits) -> None:
-    if needed > limits.memory_budget_bytes:
-        raise FileRejected(
-            f"reading the file would take about {needed / 2**20:,.0f} MB of memory, above the "
-            f"budget of {limits.memory_budget_bytes / 2**20:,.0f} MB (ENERGY_PARSE_MEMORY_MB): "
-            "split it into smaller files"
-        )
-
-
-def _check_parquet_footer(
-    file: LandingFile, limits: FileLimits, parquet: pq.ParquetFile | None = None
-) -> None:
-    """The footer says how many rows to expect, and readers allocate for them: check the claim
-    before reading (a tiny file can claim billions of rows)."""
-    metadata = (parquet or pq.ParquetFile(file.path)).metadata
-    uncompressed = sum(
-        metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
-    )
-    _check_budget(file, uncompressed * PARQUET_MEMORY_FACTOR, limits)
-    total = 0
-    for index in range(metadata.num_row_groups):
-        group = metadata.row_group(index)
-        values = [group.column(c).num_values for c in range(group.num_columns)]
-        if values and group.num_rows > max(values):
-            raise FileRejected(
-                f"the Parquet footer is inconsistent: row group {index} claims "
-                f"{group.num_rows} rows but its columns hold at most {max(values)} values"
-            )
-        total += group.num_rows
-    if total > limits.max_rows:
-        raise FileRejected(
-            f"the file holds {total:,} rows, above the limit of {limits.max_rows:,} per file "
-            "(ENERGY_MAX_ROWS_PER_FILE): split it into smaller files"
-        )
-
-
-def _parquet_rejection(exc: BaseException, file: LandingFile) -> FileRejected:
-    return FileRejected(
-        "the file is not a readable Parquet file (truncated or corrupt?): "
-        + _polars_failure(exc, file)
-    )
-
-
-def _read_parquet(file: LandingFile, limits: FileLimits) -> pl.DataFrame:
-    try:
-        # One open for the footer check and the read. A small file reads faster on this
-        # thread than through Arrow's thread pool (0.87 -> 0.3 ms for a 100-row file).
-        with pq.ParquetFile(file.path) as parquet:
-            _check_parquet_footer(file, limits, parquet)
-            table = parquet.read(use_threads=parquet.metadata.num_rows > 100_000)
-    except FileRejected:
-        raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # pyarrow and polars raise many types for corrupt files
-        raise _parquet_rejection(exc, file) from exc
-    return _arrow_to_polars(table, file)
-
-
-def _arrow_to_polars(table: pa.Table, file: LandingFile) -> pl.DataFrame:
-    """Normalize, check and convert Parquet columns read as Arrow (a whole file or one batch)."""
-    try:
-        table = pa.table(
-            {name: _normalize_arrow_column(table[name]) for name in table.column_names}
-        )
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        raise _parquet_rejection(exc, file) from exc
-    try:
-        # Checks string columns are valid UTF-8, which PostgreSQL will insist on.
-        table.validate(full=True)
-    except pa.ArrowInvalid as exc:
-        raise FileRejected(
-            f"a text column is not valid UTF-8: {_polars_failure(exc, file)}"
-        ) from exc
-    try:
-        frame = pl.from_arrow(table, rechunk=False)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        raise FileRejected(
-            f"the Parquet columns cannot be read: {_polars_failure(exc, file)}"
-        ) from exc
-    assert isinstance(frame, pl.DataFrame)
-    return frame
-
-
-def _check_size(file: LandingFile, limits: FileLimits) -> None:
-    if file.size_bytes > limits.max_file_bytes:
-        raise FileRejected(
-            f"the file is {file.size_bytes:,} bytes, above the limit of "
-            f"{limits.max_file_bytes:,} (ENERGY_MAX_FILE_MB): split it into smaller files"
-        )
-    if file.format == "csv":
-        _check_budget(file, file.size_bytes * CSV_MEMORY_FACTOR, limits)
-    if file.format != "csv.gz":
-        return
-    # Count the expanded bytes before any parser allocates for them (a gzip bomb is tiny).
-    expanded = 0
-    try:
-        with gzip.open(file.path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                expanded += len(chunk)
-                if expanded > limits.max_decompressed_bytes:
-                    raise FileRejected(
-                        f"the file expands to more than {limits.max_decompressed_bytes:,} bytes "
-                        "(ENERGY_MAX_DECOMPRESSED_MB): split it into smaller files"
-                    )
-    except (OSError, EOFError, zlib.error) as exc:
-        raise FileRejected(f"the file is not valid gzip: {exc}") from exc
-    _check_budget(file, expanded * CSV_MEMORY_FACTOR, limits)
-
-
-def _map_columns(headers: list[str], stream: Stream) -> tuple[dict[str, str], list[str]]:
-    """Return {table column: header in file} and the headers the contract does not know."""
-    stripped = {h.strip(): h for h in headers}
-    mapping: dict[str, str] = {}
-    missing: list[str] = []
-    for field in stream.fields:
-        present = [stripped[n] for n in field.accepted_names if n in stripped]
-        if len(present) > 1:
-            raise FileRejected(
-                f"columns {' and '.join(present)} both carry {field.file_name}: keep one of them"
-            )
-        if not present:
-            missing.append(field.file_name)
-        else:
-            mapping[field.column] = present[0]
-    if missing:
-        hint = ""
-        if len(headers) == 1 and ";" in headers[0]:
-            hint = " (the header looks semicolon-separated: files must be comma-separated)"
-        raise FileRejected(
-            f"required column(s) {', '.join(missing)} missing{hint}; "
-            f"expected {', '.join(f.file_name for f in stream.fields)}, found {', '.join(headers)}"
-        )
-    used = set(mapping.values())
-    # Reported in the manifest: PostgreSQL text cannot hold NUL.
-    return mapping, [printable(h) for h in headers if h not in used]
-
-
-def _check_parquet_types(frame: pl.DataFrame, mapping: dict[str, str], stream: Stream) -> None:
-    for field in stream.fields:
-        header = mapping[field.column]
-        dtype = frame.schema[header]
-        if dtype in (pl.String, pl.Null):
-            continue
-        ok = (field.kind == "timestamp" and isinstance(dtype, pl.Datetime)) or (
-            field.kind not in ("id", "timestamp") and isinstance(dtype, _NUMERIC)
-        )
-        if not ok:
-            raise FileRejected(
-                f"column {header} has type {dtype} but must be {_EXPECTED_WORDS[field.kind]}"
-            )
-
-
 def read_landing_file(
     file: LandingFile, stream: Stream, limits: FileLimits | None = None
 ) -> RawFile:
-    limits = limits or FileLimits()
-    _check_size(file, limits)
-    frame = _read_csv(file) if file.format in ("csv", "csv.gz") else _read_parquet(file, limits)
-    mapping, extra = _map_columns(frame.columns, stream)
-    if file.format == "parquet":
-        _check_parquet_types(frame, mapping, stream)
-    renamed = frame.with_row_index(ROW_NUMBER, offset=1)
-    if file.format != "parquet" and frame.width:
-        # A blank line is no record (row numbers still count it, to match the file).
-        renamed = renamed.filter(~pl.all_horizontal(pl.exclude(ROW_NUMBER).is_null()))
-    renamed = renamed.select(
-        ROW_NUMBER, *[pl.col(header).alias(column) for column, header in mapping.items()]
-    )
-    return RawFile(
-        frame=renamed.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64)),
-        source_names=mapping,
-        extra_columns=extra,
-    )
+    """The whole file as one RawFile."""
+    [whole] = _read(file, stream, limits or FileLimits(), chunk_rows=None)
+    return whole
 
 
 def iter_landing_chunks(
@@ -339,7 +67,7 @@ def iter_landing_chunks(
     """The file's rows as RawFiles of at most chunk_rows rows each, in file order, with row numbers
     continuing across chunks exactly as read_landing_file numbers them. Header, column mapping and
     type checks happen once, before the first chunk; a problem found later (a corrupt row group,
-    invalid UTF-8 in a later part) raises FileRejected from the iterator with the same message
+    invalid UTF-8 in a later part) raises FileRejected from the iterator with the words
     read_landing_file would give.
 
     Nothing happens until the first next(), so every FileRejected, the header's too, comes from
@@ -348,134 +76,243 @@ def iter_landing_chunks(
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
-    limits = limits or FileLimits()
-    _check_size(file, limits)
-    if file.format == "parquet":
-        mapping, extra, empty, frames = _parquet_chunks(file, stream, limits, chunk_rows)
-    else:
-        mapping, extra, empty, frames = _csv_chunks(file, stream, chunk_rows)
-    yield from _raw_files(frames, empty, mapping, extra, chunk_rows)
+    yield from _read(file, stream, limits or FileLimits(), chunk_rows)
 
 
-_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
-_Item = TypeVar("_Item")
+def _read(
+    file: LandingFile, stream: Stream, limits: FileLimits, chunk_rows: int | None
+) -> Iterator[RawFile]:
+    """The reader: every check once, then the rows in chunks of chunk_rows (None: one chunk).
+
+    The column types are checked on the first frame a source gives (always at least one, empty
+    for a file without rows), so no file is converted twice."""
+    check_size(file, limits)
+    source = (
+        _ParquetSource(file, limits, chunk_rows)
+        if file.format == "parquet"
+        else _CsvSource(file, chunk_rows)
+    )
+    with closing(source):
+        mapping, extra = map_columns(source.headers(), stream)
+        frames = source.frames(list(mapping.values()))
+        first = next(frames)
+        check_types(first.schema, mapping, stream)
+        numbered = _numbered(chain([first], frames), mapping, source.drops_blank_lines)
+        for frame in _regrouped(numbered, chunk_rows):
+            yield RawFile(frame, dict(mapping), list(extra))
 
 
-def _named(frame: _Frame, mapping: dict[str, str]) -> _Frame:
-    """The row number and the contract's columns, renamed to table names."""
+def _numbered(
+    frames: Iterator[pl.DataFrame], mapping: dict[str, str], drops_blank_lines: bool
+) -> Iterator[pl.DataFrame]:
+    """The frames numbered from 1 across the file (blank lines count), named by the contract."""
+    offset = 1
+    for frame in frames:
+        numbered = frame.with_row_index(ROW_NUMBER, offset=offset)
+        offset += frame.height
+        if drops_blank_lines:
+            numbered = numbered.filter(not_blank())
+        yield named(numbered, mapping)
+
+
+def _regrouped(frames: Iterator[pl.DataFrame], chunk_rows: int | None) -> Iterator[pl.DataFrame]:
+    """The frames regrouped into chunks of chunk_rows rows, the last maybe shorter (None: one
+    chunk): sources hand over batches of their own sizes, e.g. ending where a row group ends.
+    A file without rows (one empty frame) is one empty chunk."""
+    held: pl.DataFrame | None = None
+    produced = False
+    for frame in frames:
+        held = pl.concat([held, frame]) if held is not None and held.height else frame
+        while chunk_rows is not None and held.height >= chunk_rows:
+            yield held.head(chunk_rows)
+            held, produced = held.slice(chunk_rows), True
+    if held is not None and (held.height or not produced):
+        yield held
+
+
+def named(frame: pl.DataFrame, mapping: dict[str, str], *keep: str) -> pl.DataFrame:
+    """The columns `keep`, the row number and the contract's columns, renamed to table names."""
     return frame.select(
+        *keep,
         pl.col(ROW_NUMBER).cast(pl.Int64),
         *[pl.col(header).alias(column) for column, header in mapping.items()],
     )
 
 
-def _rejecting(
-    items: Iterator[_Item], rejection: Callable[[BaseException], FileRejected]
-) -> Iterator[_Item]:
-    """`items`, with their reader's failures turned into FileRejected."""
-    while True:
-        # Only next() is guarded: what the consumer throws in at the yield must pass untouched.
+def not_blank(*besides: str) -> pl.Expr:
+    """True for a CSV row with a value in some column: a blank line is no record (its row
+    number still counts it, to match the file). `besides`: columns the reader added."""
+    return ~pl.all_horizontal(pl.exclude(ROW_NUMBER, *besides).is_null())
+
+
+# --------------------------------------------------------------------------------------------
+# The sources: a format's header and rows. headers() checks and returns the header; frames()
+# gives the rows as frames in file order, at least one (empty for a file without rows), with
+# a reader's failure turned into FileRejected.
+# --------------------------------------------------------------------------------------------
+
+
+class _CsvSource:
+    """Every column as text: typing is the validation stage's job, and raw text is what a
+    quarantined row must show. The header comes with the first frame (no second parse)."""
+
+    drops_blank_lines = True
+
+    def __init__(self, file: LandingFile, chunk_rows: int | None) -> None:
+        self.file = file
+        self.rejection = partial(_csv_rejection, file)
+        self.scan = pl.scan_csv(
+            file.path,
+            infer_schema=False,
+            encoding="utf8",
+            has_header=True,
+            raise_if_empty=True,
+            # A landing name may hold [ ] * ?: it names this one file, not a pattern.
+            glob=False,
+        )
+        self._batches = self._collect(chunk_rows)
+        self._frames = rejecting(self._batches, self.rejection)
+        self._first: pl.DataFrame | None = None
+
+    def close(self) -> None:
+        self._batches.close()
+
+    def headers(self) -> list[str]:
+        check_header_encoding(self.file)
+        self._first = next(self._frames, None)
+        if self._first is None:  # no rows, and the reader gave no empty batch
+            with failures_as(self.rejection):
+                self._first = pl.DataFrame(schema=self.scan.collect_schema())
+        check_csv_headers(self._first.columns)
+        return self._first.columns
+
+    def frames(self, headers: list[str]) -> Iterator[pl.DataFrame]:
+        # Every column, not only `headers`: a line is blank only if all its fields are.
+        assert self._first is not None, "headers() first"
+        yield self._first
+        yield from self._frames
+
+    def _collect(self, chunk_rows: int | None) -> Iterator[pl.DataFrame]:
+        if chunk_rows is None:
+            yield self.scan.collect()
+        else:
+            # Named, not "auto": the engine affinity setting could pick the in-memory engine,
+            # which reads the whole file first.
+            yield from self.scan.collect_batches(chunk_size=chunk_rows, engine="streaming")
+
+
+class _ParquetSource:
+    """The footer is checked before anything is read; of the rows only the contract's columns
+    are read."""
+
+    # A row of nulls is a row: it breaks "is missing".
+    drops_blank_lines = False
+
+    def __init__(self, file: LandingFile, limits: FileLimits, chunk_rows: int | None) -> None:
+        self.file = file
+        self.chunk_rows = chunk_rows
+        self.rejection = partial(_parquet_rejection, file)
+        with failures_as(self.rejection):
+            self.parquet = pq.ParquetFile(file.path)
         try:
-            item = next(items)
-        except StopIteration:
-            return
-        except (KeyboardInterrupt, SystemExit):
+            with failures_as(self.rejection):
+                check_parquet_footer(self.parquet.metadata, limits)
+        except FileRejected:
+            self.parquet.close()
             raise
-        except BaseException as exc:  # polars panics derive from BaseException
-            raise rejection(exc) from exc
-        yield item
+
+    def close(self) -> None:
+        self.parquet.close()
+
+    def headers(self) -> list[str]:
+        with failures_as(self.rejection):
+            headers: list[str] = self.parquet.schema_arrow.names
+        check_unique_headers(headers)
+        return headers
+
+    def frames(self, headers: list[str]) -> Iterator[pl.DataFrame]:
+        for table in rejecting(self._tables(headers), self.rejection):
+            yield _arrow_to_polars(table, self.file)
+
+    def _tables(self, headers: list[str]) -> Iterator[pa.Table]:
+        if self.chunk_rows is None:
+            threaded = self.parquet.metadata.num_rows > _THREADED_PARQUET_ROWS
+            yield self.parquet.read(columns=headers, use_threads=threaded)
+            return
+        batches = self.parquet.iter_batches(batch_size=self.chunk_rows, columns=headers)
+        first = next(batches, None)
+        if first is None:  # a file without rows
+            yield self.parquet.schema_arrow.empty_table().select(headers)
+            return
+        for batch in chain([first], batches):
+            yield pa.Table.from_batches([batch])
 
 
-def _raw_files(
-    frames: Iterator[pl.DataFrame],
-    empty: pl.DataFrame,
-    mapping: dict[str, str],
-    extra: list[str],
-    chunk_rows: int,
-) -> Iterator[RawFile]:
-    """The frames regrouped into chunks of chunk_rows rows (the last may be shorter): readers
-    hand over batches of their own sizes, e.g. ending where a Parquet row group ends."""
-    held, produced = empty, False
-    for frame in frames:
-        held = pl.concat([held, frame]) if held.height else frame
-        while held.height >= chunk_rows:
-            yield RawFile(held.head(chunk_rows), dict(mapping), list(extra))
-            held, produced = held.slice(chunk_rows), True
-    if held.height or not produced:
-        yield RawFile(held, dict(mapping), list(extra))
+def _csv_rejection(file: LandingFile, exc: BaseException) -> FileRejected:
+    if isinstance(exc, pl.exceptions.NoDataError):
+        return FileRejected("the file is empty: expected a header row and readings")
+    message = _parser_failure(exc, file)
+    if "utf-8" in message.lower() or "utf8" in message.lower():
+        return FileRejected(
+            "the file is not valid UTF-8 text: save it as UTF-8 (a byte-order mark is fine)"
+        )
+    return FileRejected(f"the file is not readable as comma-separated CSV: {message}")
 
 
-def _csv_chunks(
-    file: LandingFile, stream: Stream, chunk_rows: int
-) -> tuple[dict[str, str], list[str], pl.DataFrame, Iterator[pl.DataFrame]]:
-    _check_header_encoding(file)
-    scan = pl.scan_csv(
-        file.path,
-        infer_schema=False,
-        encoding="utf8",
-        has_header=True,
-        raise_if_empty=True,
-        # A landing name may hold [ ] * ?: it names this one file, not a pattern.
-        glob=False,
-    )
-    try:
-        headers = scan.collect_schema().names()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        raise _csv_rejection(exc, file) from exc
-    _check_csv_headers(headers)
-    mapping, extra = _map_columns(headers, stream)
-    # Numbered before blank lines are dropped, so the numbers count them, as in read_landing_file.
-    query = _named(
-        scan.with_row_index(ROW_NUMBER, offset=1).filter(
-            ~pl.all_horizontal(pl.exclude(ROW_NUMBER).is_null())
-        ),
-        mapping,
+def _parquet_rejection(file: LandingFile, exc: BaseException) -> FileRejected:
+    return FileRejected(
+        "the file is not a readable Parquet file (truncated or corrupt?): "
+        + _parser_failure(exc, file)
     )
 
-    def frames() -> Iterator[pl.DataFrame]:
-        # Named, not "auto": the engine affinity setting could pick the in-memory engine, which
-        # reads the whole file first.
-        yield from query.collect_batches(chunk_size=chunk_rows, engine="streaming")
 
-    empty = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, **dict.fromkeys(mapping, pl.String)})
-    return mapping, extra, empty, _rejecting(frames(), lambda exc: _csv_rejection(exc, file))
+def _parser_failure(exc: BaseException, file: LandingFile) -> str:
+    # The operator knows the file by its landing path, not by where this server keeps it.
+    return first_line(exc).replace(str(file.path), file.relative_path)
 
 
-def _parquet_chunks(
-    file: LandingFile, stream: Stream, limits: FileLimits, chunk_rows: int
-) -> tuple[dict[str, str], list[str], pl.DataFrame, Iterator[pl.DataFrame]]:
+def _arrow_to_polars(table: pa.Table, file: LandingFile) -> pl.DataFrame:
+    """Normalize, check and convert Parquet columns read as Arrow (a whole file or one batch)."""
+    with failures_as(partial(_parquet_rejection, file)):
+        table = pa.table(
+            {name: _normalize_arrow_column(table[name]) for name in table.column_names}
+        )
     try:
-        _check_parquet_footer(file, limits)
-        parquet = pq.ParquetFile(file.path)
-        schema = parquet.schema_arrow
-    except FileRejected:
-        raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        raise _parquet_rejection(exc, file) from exc
-    # The file's columns without rows go through read_landing_file's steps, so header and type
-    # problems are rejected as it rejects them.
-    empty = _arrow_to_polars(schema.empty_table(), file)
-    mapping, extra = _map_columns(empty.columns, stream)
-    _check_parquet_types(empty, mapping, stream)
-    empty = _named(empty.with_row_index(ROW_NUMBER, offset=1), mapping)
-    headers = list(mapping.values())
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        with parquet:
-            yield from parquet.iter_batches(batch_size=chunk_rows, columns=headers)
-
-    def frames() -> Iterator[pl.DataFrame]:
-        offset = 1
-        for batch in _rejecting(batches(), lambda exc: _parquet_rejection(exc, file)):
-            frame = _arrow_to_polars(pa.Table.from_batches([batch]), file)
-            yield _named(frame.with_row_index(ROW_NUMBER, offset=offset), mapping)
-            offset += frame.height
-
-    return mapping, extra, empty, frames()
+        # Checks string columns are valid UTF-8, which PostgreSQL will insist on.
+        table.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise FileRejected(
+            f"a text column is not valid UTF-8: {_parser_failure(exc, file)}"
+        ) from exc
+    with failures_as(
+        lambda exc: FileRejected(
+            f"the Parquet columns cannot be read: {_parser_failure(exc, file)}"
+        )
+    ):
+        frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
-_FAST_DTYPES = (pl.String, pl.Float64, pl.Float32, pl.Int64, pl.Int32)
+def _normalize_arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        # pandas' category columns: the values are still text (or numbers).
+        return _normalize_arrow_column(column.cast(kind.value_type))
+    if pa.types.is_timestamp(kind):
+        # Outside the calendar Polars handles a timestamp is no reading (a flipped bit, a
+        # garbage file), and Polars panics converting it. Clamped to the edge, the row still
+        # breaks the same rule (before 2000 / in the future) and is quarantined, not the file.
+        per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[kind.unit]
+        if kind.unit == "ns":  # int64 nanoseconds cover only 1677-2262
+            low = (-(2**63) // per_second + 1) * per_second
+            high = (2**63 - 1) // per_second * per_second
+        else:
+            low, high = _EARLIEST_SECOND * per_second, _LATEST_SECOND * per_second
+        raw = column.cast(pa.int64())
+        clamped = pc.min_element_wise(
+            pc.max_element_wise(raw, low, skip_nulls=False), high, skip_nulls=False
+        )
+        # Polars cannot parse offsets like +05:30; the instant is the same in UTC.
+        return clamped.cast(pa.timestamp(kind.unit, tz="UTC" if kind.tz is not None else None))
+    return column

@@ -11,22 +11,30 @@ from __future__ import annotations
 import polars as pl
 
 from energy_pipelines.contract import Stream
-from energy_pipelines.landing.discover import LandingFile
-from energy_pipelines.landing.read import (
-    _FAST_DTYPES,
+from energy_pipelines.landing.checks import (
     CSV_MEMORY_FACTOR,
     PARQUET_MEMORY_FACTOR,
-    ROW_NUMBER,
-    RawFile,
-    _check_csv_headers,
-    _check_parquet_types,
-    _check_size,
-    _header_bytes,
-    _map_columns,
+    check_csv_headers,
+    check_size,
+    check_types,
+    header_bytes,
+    map_columns,
 )
+from energy_pipelines.landing.discover import LandingFile
+from energy_pipelines.landing.errors import FileRejected, failures_as, first_line
+from energy_pipelines.landing.read import ROW_NUMBER, RawFile, named, not_blank
 from energy_pipelines.settings import FileLimits
 
 _SOURCE = "__source_file"
+# Parquet types read together as they are; any other (a dictionary, another time zone, a
+# narrow integer) takes the one-file reader, which normalizes it.
+_FAST_DTYPES = (pl.String, pl.Float64, pl.Float32, pl.Int64, pl.Int32)
+
+
+def _one_by_one(exc: BaseException) -> FileRejected:
+    """Any failure of a read together (a corrupt file, differing layouts, a Polars panic): the
+    files are then read one by one, each with its own reason."""
+    return FileRejected(first_line(exc))
 
 
 def read_files_at_once(
@@ -49,14 +57,13 @@ def _parquet_at_once(
     if sum(f.size_bytes for f in files) * PARQUET_MEMORY_FACTOR > limits.memory_budget_bytes:
         return None
     try:
-        for file in files:
-            _check_size(file, limits)
-        frame = pl.read_parquet([str(f.path) for f in files], include_file_paths=_SOURCE)
-        mapping, extra = _map_columns([c for c in frame.columns if c != _SOURCE], stream)
-        _check_parquet_types(frame, mapping, stream)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException:  # a corrupt file, differing layouts, a Polars panic: one by one
+        with failures_as(_one_by_one):
+            for file in files:
+                check_size(file, limits)
+            frame = pl.read_parquet([str(f.path) for f in files], include_file_paths=_SOURCE)
+            mapping, extra = map_columns([c for c in frame.columns if c != _SOURCE], stream)
+            check_types(frame.schema, mapping, stream)
+    except FileRejected:
         return None
     for field in stream.fields:
         dtype = frame.schema[mapping[field.column]]
@@ -76,31 +83,27 @@ def _csv_at_once(
     if sum(f.size_bytes for f in files) * CSV_MEMORY_FACTOR > limits.memory_budget_bytes:
         return None
     try:
-        headers = set()
-        for file in files:
-            _check_size(file, limits)
-            headers.add(_header_bytes(file))
-        if len(headers) != 1:
-            return None
-        header = headers.pop().decode("utf-8")
-        if header.startswith("\ufeff") or not header.strip():
-            return None
-        frame = pl.scan_csv(
-            [str(f.path) for f in files],
-            infer_schema=False,
-            has_header=True,
-            include_file_paths=_SOURCE,
-        ).collect()
-        _check_csv_headers([c for c in frame.columns if c != _SOURCE])
-        mapping, extra = _map_columns([c for c in frame.columns if c != _SOURCE], stream)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException:  # unreadable text, a Polars panic, a bad header: one by one
+        with failures_as(_one_by_one):
+            headers = set()
+            for file in files:
+                check_size(file, limits)
+                headers.add(header_bytes(file))
+            if len(headers) != 1:
+                return None
+            header = headers.pop().decode("utf-8")
+            if header.startswith("\ufeff") or not header.strip():
+                return None
+            frame = pl.scan_csv(
+                [str(f.path) for f in files],
+                infer_schema=False,
+                has_header=True,
+                include_file_paths=_SOURCE,
+            ).collect()
+            check_csv_headers([c for c in frame.columns if c != _SOURCE])
+            mapping, extra = map_columns([c for c in frame.columns if c != _SOURCE], stream)
+    except FileRejected:
         return None
-    # A blank line is no record (row numbers still count it, to match the file).
-    numbered = frame.with_columns(_row_numbers()).filter(
-        ~pl.all_horizontal(pl.exclude(_SOURCE, ROW_NUMBER).is_null())
-    )
+    numbered = frame.with_columns(_row_numbers()).filter(not_blank(_SOURCE))
     return _per_file(numbered, files, mapping, extra)
 
 
@@ -112,16 +115,12 @@ def _row_numbers() -> pl.Expr:
 def _per_file(
     frame: pl.DataFrame, files: list[LandingFile], mapping: dict[str, str], extra: list[str]
 ) -> list[RawFile]:
-    named = frame.select(
-        pl.col(_SOURCE),
-        pl.col(ROW_NUMBER),
-        *[pl.col(header).alias(column) for column, header in mapping.items()],
-    )
-    parts = named.partition_by(_SOURCE, as_dict=True, include_key=False)
+    renamed = named(frame, mapping, _SOURCE)
+    parts = renamed.partition_by(_SOURCE, as_dict=True, include_key=False)
     raws = []
     for file in files:
         part = parts.get((str(file.path),))
         if part is None:  # a file without rows
-            part = named.clear().drop(_SOURCE)
+            part = renamed.clear().drop(_SOURCE)
         raws.append(RawFile(frame=part, source_names=dict(mapping), extra_columns=list(extra)))
     return raws
