@@ -110,9 +110,14 @@ def _numbered(
     for frame in frames:
         numbered = frame.with_row_index(ROW_NUMBER, offset=offset)
         offset += frame.height
+        renamed = named(numbered, mapping)
         if drops_blank_lines:
-            numbered = numbered.filter(not_blank())
-        yield named(numbered, mapping)
+            # Decided on every column, applied to the contract's only (most files have no
+            # blank line: then nothing is copied).
+            kept = numbered.select(not_blank()).to_series()
+            if not kept.all():
+                renamed = renamed.filter(kept)
+        yield renamed
 
 
 def _regrouped(frames: Iterator[pl.DataFrame], chunk_rows: int | None) -> Iterator[pl.DataFrame]:
