@@ -12,6 +12,8 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from energy_pipelines.contract import FAULT_THRESHOLD, KWH
+
 # Default folders, in the working folder; ENERGY_LANDING_DIR, ENERGY_STATE_DIR and DAGSTER_HOME
 # put each elsewhere.
 LANDING_FOLDER = "landing"
@@ -128,7 +130,7 @@ class SensorRetry:
 class ValidationLimits:
     """Bounds a reading must respect; everything outside is quarantined with the rule it broke."""
 
-    max_kwh_per_reading: float = env_field(10_000.0, "ENERGY_MAX_KWH_PER_READING")
+    max_kwh_per_reading: float = env_field(KWH.allowed.high, "ENERGY_MAX_KWH_PER_READING")
     max_future_minutes: float = env_field(10.0, "ENERGY_MAX_FUTURE_MINUTES")
     min_year: int = 2000
 
@@ -143,7 +145,7 @@ class FileLimits:
     max_decompressed_bytes: int = env_field(1 << 30, "ENERGY_MAX_DECOMPRESSED_MB", unit=MIB)
     # As a Parquet footer claims them.
     max_rows: int = env_field(20_000_000, "ENERGY_MAX_ROWS_PER_FILE")
-    # Estimated peak memory of parsing one file (see landing.read for the estimate).
+    # Estimated peak memory of parsing one file (see landing.checks for the estimate).
     memory_budget_bytes: int = env_field(4 << 30, "ENERGY_PARSE_MEMORY_MB", unit=MIB)
     # Files with more rows than stream_above_rows are read, validated and loaded in chunks of
     # chunk_rows rows (still one transaction), so memory follows the chunk, not the file.
@@ -169,7 +171,7 @@ class EvidenceRules:
     intervals must carry before their ratio is trusted, and each stream's reading cadence.
     Readings pair by interval of the coarser cadence (a whole number of minutes dividing 60)."""
 
-    fault_threshold: float = env_field(0.85, "ENERGY_FAULT_THRESHOLD")
+    fault_threshold: float = env_field(FAULT_THRESHOLD, "ENERGY_FAULT_THRESHOLD")
     min_paired_kwh: float = env_field(1.0, "ENERGY_MIN_PAIRED_KWH", minimum=0.0)
     meter_cadence_seconds: int = env_field(60, "ENERGY_METER_CADENCE_SECONDS")
     vehicle_cadence_seconds: int = env_field(60, "ENERGY_VEHICLE_CADENCE_SECONDS")

@@ -15,13 +15,11 @@ from typing import Any
 
 import polars as pl
 
-from energy_pipelines.contract import METER, VEHICLE, Stream
+from energy_pipelines.contract import CANDIDATE_TABLES, STATUS_TABLES, STREAM_ORDER, Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
 
-STATUS_TABLES = {"meter": "meter_current_status", "vehicle": "vehicle_current_status"}
-CANDIDATE_TABLES = {"meter": "meter_status_candidates", "vehicle": "vehicle_status_candidates"}
-HOT_STREAMS: tuple[Stream, ...] = (METER, VEHICLE)
+HOT_STREAMS: tuple[Stream, ...] = tuple(s for s in STREAM_ORDER if s.status_table)
 
 
 @dataclass(frozen=True)

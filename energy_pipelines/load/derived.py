@@ -10,8 +10,7 @@ import pyarrow.compute as pc
 
 from energy_pipelines.analytics.quality_hours_db import STAGING as QUALITY_STAGING
 from energy_pipelines.analytics.quality_hours_db import TABLE as QUALITY_TABLE
-from energy_pipelines.contract import Stream
-from energy_pipelines.hot_status.refresh import CANDIDATE_TABLES
+from energy_pipelines.contract import CANDIDATE_TABLES, Stream
 from energy_pipelines.load.history import add_hourly_totals, may_overlap_history
 from energy_pipelines.transform.derived import DerivedRows
 

@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from energy_pipelines.contract import Stream
+from energy_pipelines.contract import HOURLY_TOTALS_TABLES, Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.transform.readings import minute_bit, utc_hour
 
@@ -59,15 +59,16 @@ def copy_rows(cur: Any, table: str, rows: pa.Table, **ingest: Any) -> None:
 
 
 def ensure_hour_partitions(cur: Any, stream: Stream, hours: list[datetime]) -> None:
-    """Make the hours real partitions with their key index (sql/repeatable/history_partitions.sql)."""
+    """Make the hours real partitions with their key index
+    (sql/repeatable/history_partitions.sql)."""
     for hour in hours:
         cur.execute("SELECT ensure_hour_partition($1::regclass, $2)", (stream.table, hour))
 
 
 def finish_new_tables(cur: Any, stream: Stream) -> list[str]:
     """Build the key index of every day and hour table loaded without one (by this run, or by
-    one that stopped before its end) and attach it (sql/repeatable/history_partitions.sql). The caller holds the stream
-    lock."""
+    one that stopped before its end) and attach it (sql/repeatable/history_partitions.sql). The
+    caller holds the stream lock."""
     cur.execute("SELECT finish_new_tables($1::regclass)", (stream.table,))
     return [row[0] for row in cur.fetchall()]
 
@@ -329,7 +330,6 @@ def insert_staged_rejected_rows(cur: Any) -> None:
     )
 
 
-HOURLY_TOTALS_TABLES = {"meter": "meter_hourly_totals", "vehicle": "vehicle_hourly_totals"}
 _TOTALS_STAGING_TABLE = "staging_hourly_totals"
 # How a file's addition combines with the stored row, per measure (sum when not listed).
 _COMBINE = {"voltage_min": "least", "voltage_max": "greatest"}

@@ -13,12 +13,12 @@ import pyarrow as pa
 from energy_pipelines.analytics.quality_fold import StreamQuality
 from energy_pipelines.analytics.quality_hours_db import STREAMS as QUALITY_STREAMS
 from energy_pipelines.analytics.quality_hours_db import hour_quality_rows
-from energy_pipelines.contract import Stream
+from energy_pipelines.contract import STREAM_ORDER, Stream
 from energy_pipelines.settings import Settings
 from energy_pipelines.transform.readings import hourly_totals
 
 # The streams whose loads feed hot status and the daily evidence.
-DERIVING_STREAMS = ("meter", "vehicle")
+DERIVING_STREAMS = tuple(s.name for s in STREAM_ORDER if s.hourly_totals_table)
 
 
 @dataclass(frozen=True)

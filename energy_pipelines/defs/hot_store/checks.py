@@ -7,12 +7,11 @@ from decimal import Decimal
 
 import dagster as dg
 
-from energy_pipelines.contract import Stream
+from energy_pipelines.contract import HOURLY_TOTALS_TABLES, Stream
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.hot_status.refresh import HOT_STREAMS, STATUS_TABLES
 from energy_pipelines.load.database import Connection
-from energy_pipelines.load.history import HOURLY_TOTALS_TABLES
 
 AGREES = "agrees_with_history"
 FRESH = "fresh_data"
