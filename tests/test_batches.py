@@ -192,6 +192,34 @@ def test_batch_limits_split_a_run_into_several_transactions(
     ) == [(3,)]
 
 
+def test_small_parquet_files_holding_more_rows_than_their_size_suggests_are_cut_by_rows(
+    db, settings: Settings, landing: Path
+) -> None:
+    """A small Parquet file's rows are estimated from its size; once read, the batch is cut
+    where its real rows pass the limit, and every file still loads once."""
+    import pyarrow as pa
+
+    start = datetime(2026, 2, 11, 10, 0, tzinfo=UTC)
+    for n in range(5):
+        ts = [start + timedelta(minutes=m) for m in range(400)]
+        table = meter_table(
+            meterId=pa.array([f"m-{n}"] * 400),
+            kwhConsumedAc=pa.array([0.5] * 400),
+            voltage=pa.array([230.0] * 400),
+            timestamp=pa.array(ts, pa.timestamp("us", tz="UTC")),
+        )
+        (landing / "meter" / "gw").mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, landing / "meter" / "gw" / f"f{n}.parquet")
+    limits = BatchLimits(max_rows=1000)
+    outcomes = ingest_stream(
+        db, METER, Settings(**{**settings.__dict__, "batch_limits": limits}), "r"
+    )
+    assert [o.manifest.rows_loaded for o in outcomes] == [400] * 5
+    # At most 1,000 rows a transaction: files 1-2, 3-4 and 5.
+    assert query(db, "SELECT count(DISTINCT xmin::text) FROM ingested_files") == [(3,)]
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(2000,)]
+
+
 @pytest.mark.parametrize(
     "point", ["after_staging_copy", "after_history_insert", "before_commit", "after_commit"]
 )

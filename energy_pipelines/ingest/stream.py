@@ -64,13 +64,13 @@ def ingest_stream(
     if only_paths is not None:
         wanted = set(only_paths)
         files = [f for f in files if f.relative_path in wanted]
-    # Planning reads each Parquet footer: it runs on the preparing thread, batch by batch.
-    plan = plan_batches(files, settings)
+    # Planning reads Parquet footers: it runs on the preparing thread, batch by batch.
+    reader = BatchReader(plan_batches(files, settings), stream, settings, run_id)
     outcomes = StreamOutcomes()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as pool:
 
         def read_next() -> Future[ReadBatch | None]:
-            return pool.submit(_read_next, plan, stream, settings, run_id)
+            return pool.submit(reader.read_next)
 
         upcoming = read_next()
         while (current := upcoming.result()) is not None:
@@ -83,11 +83,43 @@ def ingest_stream(
     return outcomes
 
 
-def _read_next(
-    plan: Iterator[PlannedBatch], stream: Stream, settings: Settings, run_id: str | None
-) -> ReadBatch | None:
-    planned = next(plan, None)
-    return None if planned is None else ReadBatch.of(planned, stream, settings, run_id)
+class BatchReader:
+    """Reads the planned batches in turn. A batch whose small files hold more rows than the
+    batch limit (their rows were estimated from their size) is cut where the limit falls; the
+    files after the cut, read already, make the next batch."""
+
+    def __init__(
+        self, plan: Iterator[PlannedBatch], stream: Stream, settings: Settings, run_id: str | None
+    ) -> None:
+        self.plan, self.stream, self.settings, self.run_id = plan, stream, settings, run_id
+        self.carried: list[FileLoad] = []
+
+    def read_next(self) -> ReadBatch | None:
+        started = time.perf_counter()
+        if self.carried:
+            loads, large = self.carried, False
+        else:
+            planned = next(self.plan, None)
+            if planned is None:
+                return None
+            at = datetime.now(UTC)
+            loads = [FileLoad(f, self.stream.name, self.run_id, at) for f in planned.files]
+            large = planned.large
+            read_files(loads, self.stream, self.settings, whole=not large)
+        if not large:
+            loads, self.carried = _cut_at_rows(loads, self.settings.batch_limits.max_rows)
+        batch = ReadBatch(loads, datetime.now(UTC), time.perf_counter() - started)
+        batch.prepare(self.stream, self.settings)
+        return batch
+
+
+def _cut_at_rows(loads: list[FileLoad], max_rows: int) -> tuple[list[FileLoad], list[FileLoad]]:
+    rows = 0
+    for index, load in enumerate(loads):
+        rows += load.raw.frame.height if load.raw is not None else 0
+        if index and rows > max_rows:
+            return loads[:index], loads[index:]
+    return loads, []
 
 
 @dataclass(frozen=True)
@@ -137,25 +169,18 @@ class ReadBatch:
     prepared_for: list[str] | None = None
     chunks: list[PreparedChunk] | None = None
 
-    @classmethod
-    def of(
-        cls, planned: PlannedBatch, stream: Stream, settings: Settings, run_id: str | None
-    ) -> ReadBatch:
-        at = datetime.now(UTC)
-        started = time.perf_counter()
-        batch = cls([FileLoad(f, stream.name, run_id, at) for f in planned.files], at)
-        read_files(batch.loads, stream, settings, whole=not planned.large)
-        batch.read_seconds = time.perf_counter() - started
-        expected = _first_of_each_content(batch.loads)
+    def prepare(self, stream: Stream, settings: Settings) -> None:
+        """Validate and transform the rows of the files it expects to write, ahead of the load
+        (a large file is prepared chunk by chunk as it loads)."""
+        expected = _first_of_each_content(self.loads)
         if expected and all(x.raw is not None for x in expected):
             try:
-                batch.chunks = list(prepare_chunks(expected, stream, settings, at))
-                batch.prepared_for = [x.path for x in expected]
+                self.chunks = list(prepare_chunks(expected, stream, settings, self.at))
+                self.prepared_for = [x.path for x in expected]
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:  # prepared again while it loads, where the policy applies
-                batch.chunks = None
-        return batch
+                self.chunks = None
 
     def chunks_for(
         self, stream: Stream, settings: Settings
