@@ -80,7 +80,7 @@ def serve_in_thread(config: GatewayConfig) -> Iterator[RunningGateway]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield RunningGateway(f"http://127.0.0.1:{port}", config, app.state.spool)
+        yield RunningGateway(f"http://127.0.0.1:{port}", config, app.state.gateway.spool)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

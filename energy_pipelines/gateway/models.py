@@ -1,0 +1,223 @@
+"""Request models generated from the contract: one pydantic model per stream, its fields the
+contract's columns (camelCase, snake_case also accepted), typed, and with the file contract's
+value rules when the gateway checks values (ENERGY_GATEWAY_CHECK_VALUES).
+
+The models describe the request bodies in the OpenAPI document in both cases. Values are checked
+with them only when the gateway is asked to: by default the pipeline applies the rules, and a
+row that breaks one is quarantined exactly as from a file. Checked here, a body with such a row
+is refused whole (422) and each problem carries the words quarantine would show.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+)
+from pydantic import Field as ModelField
+from pydantic_core import PydanticCustomError
+
+from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
+from energy_pipelines.gateway.shape import Problems, RequestField, request_fields
+from energy_pipelines.settings import ValidationLimits
+from energy_pipelines.validate.ids import MAX_ID_LENGTH, id_rule_broken
+
+READING_SCHEMA_NAMES = {
+    METER.name: "MeterReading",
+    VEHICLE.name: "VehicleReading",
+    CORRELATION.name: "Correlation",
+}
+_EXAMPLES: dict[str, Any] = {
+    "kwh": 0.42,
+    "voltage": 231.5,
+    "soc": 64.0,
+    "battery_temp": 28.5,
+    "timestamp": "2026-02-11T10:30:00Z",
+}
+
+# The file contract's words (validate/), so a refused value reads as its quarantined row would.
+FINITE = "must be a finite number (not NaN or infinity)"
+NOT_A_TIMESTAMP = (
+    "is not a valid ISO-8601 timestamp with date and time (for example 2026-02-11T10:30:00Z)"
+)
+# Non-blank, no control character (Unicode Cc): the id rules of validate.ids, as a pattern the
+# OpenAPI document can carry. A value it refuses is judged again by validate.ids itself.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+# ISO-8601 date and time with seconds, optional fraction and offset; a space may stand for T.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?")
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    low: float
+    high: float
+    unit: str
+
+    @property
+    def words(self) -> str:
+        return f"must be between {self.low:g} and {self.high:g} {self.unit}".rstrip()
+
+
+def number_rules(limits: ValidationLimits) -> dict[str, NumberRule]:
+    """The allowed range of each numeric kind, as validate.schemas applies it to files (the
+    gateway's tests hold both to the same answers)."""
+    return {
+        "kwh": NumberRule(0.0, limits.max_kwh_per_reading, "kWh"),
+        "voltage": NumberRule(0.0, 2_000.0, "V"),
+        "soc": NumberRule(0.0, 100.0, "%"),
+        "battery_temp": NumberRule(-50.0, 120.0, "degrees C"),
+    }
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """The instant an ISO-8601 text names (UTC without an offset), or None."""
+    text = text.strip()
+    if not _DATE_TIME.fullmatch(text):
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def timestamp_problem(text: str, limits: ValidationLimits, now: datetime) -> str | None:
+    """The rule of the file contract a timestamp breaks when it arrives at `now`, or None."""
+    when = parse_timestamp(text)
+    if when is None:
+        return NOT_A_TIMESTAMP
+    earliest = datetime(limits.min_year, 1, 1, tzinfo=UTC)
+    if when < earliest:
+        return f"must not be before {earliest:%Y-%m-%d} (was the device clock set?)"
+    if when > now + timedelta(minutes=limits.max_future_minutes):
+        return (
+            f"must not be more than {limits.max_future_minutes:g} minutes after the "
+            f"ingestion time ({now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})"
+        )
+    return None
+
+
+def _checked_timestamp(text: str, info: ValidationInfo) -> str:
+    context = info.context or {}
+    problem = timestamp_problem(text, context["limits"], context["now"])
+    if problem is not None:
+        raise PydanticCustomError("contract_rule", problem)
+    return text
+
+
+def python_name(field: RequestField) -> str:
+    """The model attribute of a field: its snake_case name."""
+    return field.other_names[0] if field.other_names else field.name
+
+
+def _example(field: RequestField) -> Any:
+    if field.kind == "id":  # meterId -> meter-001
+        return field.name.removesuffix("Id") + "-001"
+    return _EXAMPLES.get(field.kind)
+
+
+def _rule_words(field: RequestField, rules: dict[str, NumberRule], limits: ValidationLimits) -> str:
+    if field.kind == "id":
+        return f"non-blank, at most {MAX_ID_LENGTH} characters, no control characters"
+    if field.kind == "timestamp":
+        return (
+            "ISO-8601 date and time (UTC without an offset), not before "
+            f"{limits.min_year}, at most {limits.max_future_minutes:g} minutes after arrival"
+        )
+    return rules[field.kind].words
+
+
+def _definition(field: RequestField, limits: ValidationLimits, checked: bool) -> tuple[Any, Any]:
+    """The annotation and pydantic Field of one request field; the value rules are enforced
+    when `checked`, else only described."""
+    rules = number_rules(limits)
+    words = _rule_words(field, rules, limits)
+    about: dict[str, Any] = {
+        "alias": field.name,
+        "validation_alias": AliasChoices(field.name, *field.other_names),
+        "title": field.name,
+        "examples": [_example(field)],
+        "description": words if checked else f"{words} (else the pipeline quarantines the row)",
+    }
+    if field.kind == "id":
+        constraints = {"max_length": MAX_ID_LENGTH, "pattern": ID_PATTERN} if checked else {}
+        return str, ModelField(..., **about, **constraints)
+    if field.kind == "timestamp":
+        if not checked:
+            return str, ModelField(..., **about)
+        timestamp = Annotated[str, AfterValidator(_checked_timestamp)]
+        return timestamp, ModelField(..., **about, json_schema_extra={"format": "date-time"})
+    if not checked:
+        return float, ModelField(..., **about)
+    rule = rules[field.kind]
+    return float, ModelField(..., **about, ge=rule.low, le=rule.high, allow_inf_nan=False)
+
+
+def reading_model(stream: Stream, limits: ValidationLimits, checked: bool) -> type[BaseModel]:
+    """The request model of one record of `stream`: the file contract's value rules are
+    enforced when `checked`, else only the JSON types (the pipeline applies the rules)."""
+    if checked:
+        about = (
+            f"One {stream.name} record. Its values are checked against the file contract's "
+            "rules; a body with any value that breaks one is refused whole (422)."
+        )
+    else:
+        about = (
+            f"One {stream.name} record. Only the JSON types are checked here; value rules "
+            "(ranges, ISO-8601 timestamps, non-blank ids) are applied by the pipeline, which "
+            "quarantines rows that break them."
+        )
+    about += " Fields may also be sent under their snake_case names."
+    fields = {python_name(f): _definition(f, limits, checked) for f in request_fields(stream)}
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        READING_SCHEMA_NAMES[stream.name],
+        __config__=ConfigDict(populate_by_name=True, json_schema_extra={"description": about}),
+        **fields,
+    )
+    return model
+
+
+class ValueCheck:
+    """Checks the values of a body's records (already of the right shape) with the stream's
+    request model; ShapeError (422) names each value that breaks a rule."""
+
+    def __init__(self, stream: Stream, limits: ValidationLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+        self._rules = number_rules(limits)
+        self._fields = {n: f for f in request_fields(stream) for n in (f.name, *f.other_names)}
+        self._records = TypeAdapter(list[reading_model(stream, limits, checked=True)])  # type: ignore[misc]
+
+    def check(self, records: list[dict[str, Any]], now: datetime) -> None:
+        try:
+            self._records.validate_python(records, context={"limits": self.limits, "now": now})
+        except ValidationError as exc:
+            problems = Problems()
+            for error in exc.errors(include_url=False):
+                index, name = error["loc"][0], str(error["loc"][1])
+                words = self._words(self._fields[name], error)
+                if words is not None:
+                    problems.report(int(index), self._fields[name].name, words)
+            problems.raise_if_any(422, "the values of the request body")
+
+    def _words(self, field: RequestField, error: Any) -> str | None:
+        """The contract's words for a pydantic error, or None when the pipeline's own rule
+        accepts the value after all (it decides)."""
+        if field.kind == "id":
+            return id_rule_broken(error["input"])
+        if field.kind == "timestamp":
+            return str(error["msg"])
+        if error["type"] in ("greater_than_equal", "less_than_equal"):
+            return self._rules[field.kind].words
+        return FINITE  # non-finite, or an integer beyond float range (infinity)

@@ -1,0 +1,424 @@
+"""The gateway's token dependency and its request models generated from the contract: the
+OpenAPI document, snake_case names, and the value checks (422) next to the pipeline's rules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import hypothesis
+import pyarrow.parquet as pq
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from energy_pipelines.contract import METER, STREAMS
+from energy_pipelines.gateway.config import GatewayConfig
+from energy_pipelines.gateway.models import READING_SCHEMA_NAMES, number_rules
+from energy_pipelines.ingest import ingest_stream
+from energy_pipelines.settings import Settings, ValidationLimits
+from tests.conftest import query
+from tests.test_gateway import free_port, serve_in_thread
+
+METER_URL = "/v1/ingestion/meter"
+VEHICLE_URL = "/v1/ingestion/vehicle"
+CORRELATE_URL = "/v1/ingestion/correlate"
+POSTS = (METER_URL, VEHICLE_URL, CORRELATE_URL)
+TOKEN = "s3cret-token"
+
+
+def meter(meter_id: str = "m-1", minute: int = 0, **values: Any) -> dict[str, Any]:
+    reading = {
+        "meterId": meter_id,
+        "kwhConsumedAc": 1.0,
+        "voltage": 230.0,
+        "timestamp": f"2026-02-11T10:{minute:02d}:00Z",
+    }
+    return {**reading, **values}
+
+
+def vehicle(vehicle_id: str = "v-1", minute: int = 0, **values: Any) -> dict[str, Any]:
+    reading = {
+        "vehicleId": vehicle_id,
+        "soc": 50.0,
+        "kwhDeliveredDc": 0.9,
+        "batteryTemp": 25.5,
+        "timestamp": f"2026-02-11T10:{minute:02d}:00Z",
+    }
+    return {**reading, **values}
+
+
+@pytest.fixture
+def offline_settings(landing: Path, tmp_path: Path) -> Settings:
+    return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
+
+
+def config_for(settings: Settings, **changes: Any) -> GatewayConfig:
+    config = GatewayConfig(
+        settings=settings, spool_dir=settings.landing_dir / "_gateway_spool", roll_seconds=3600
+    )
+    return replace(config, **changes)
+
+
+@contextmanager
+def client_for(config: GatewayConfig) -> Iterator[httpx.Client]:
+    """A client of the gateway served on loopback; leaving the block stops the gateway, which
+    rolls the spool into landing."""
+    with serve_in_thread(config) as gw, httpx.Client(base_url=gw.url) as client:
+        yield client
+
+
+def spooled_lines(config: GatewayConfig) -> int:
+    return sum(len(path.read_bytes().splitlines()) for path in config.spool_dir.rglob("*.jsonl"))
+
+
+def landed_rows(landing: Path, stream: str) -> list[dict[str, Any]]:
+    paths = sorted((landing / stream / "http").glob("*.parquet"))
+    return [row for path in paths for row in pq.read_table(path).to_pylist()]
+
+
+# --- the token dependency ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Basic czNjcmV0LXRva2Vu", f"Token {TOKEN}", "Bearer nope"],
+)
+def test_every_post_without_the_right_token_gets_401(
+    offline_settings: Settings, authorization: str | None
+) -> None:
+    config = config_for(offline_settings, token=TOKEN)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    with client_for(config) as client:
+        for url in POSTS:
+            answer = client.post(url, json=[], headers=headers)
+            assert answer.status_code == 401, (url, authorization)
+            assert answer.headers["www-authenticate"] == "Bearer"
+            assert answer.json() == {
+                "statusCode": 401,
+                "error": "Unauthorized",
+                "message": "a valid bearer token is required (Authorization: Bearer <token>)",
+            }
+        assert spooled_lines(config) == 0
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer   {TOKEN}"])
+def test_the_right_token_passes_in_any_case_of_the_scheme(
+    offline_settings: Settings, authorization: str
+) -> None:
+    config = config_for(offline_settings, token=TOKEN)
+    with client_for(config) as client:
+        answer = client.post(METER_URL, json=meter(), headers={"Authorization": authorization})
+        assert (answer.status_code, answer.json()) == (202, {"accepted": 1})
+        assert spooled_lines(config) == 1
+
+
+def test_the_token_is_checked_before_the_body_is_read(offline_settings: Settings) -> None:
+    # A body above the limit, or not JSON at all, still gets 401 first: an unauthenticated
+    # client learns nothing about the body rules, and the gateway reads nothing of its body.
+    config = config_for(offline_settings, token=TOKEN, max_body_bytes=100)
+    with client_for(config) as client:
+        too_big = client.post(METER_URL, json=[meter(f"m-{i}") for i in range(20)])
+        assert too_big.status_code == 401
+        garbage = client.post(METER_URL, content=b"{not json")
+        assert garbage.status_code == 401
+        authorized = {"Authorization": f"Bearer {TOKEN}"}
+        assert client.post(METER_URL, content=b"{not json", headers=authorized).status_code == 400
+
+
+def test_reads_and_health_need_no_token(offline_settings: Settings) -> None:
+    with client_for(config_for(offline_settings, token=TOKEN)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/openapi.json").status_code == 200
+        # Refused for its id before any database is asked: not for a missing token.
+        assert client.get("/v1/analytics/performance/%20").status_code == 404
+
+
+def test_openapi_declares_the_token_exactly_where_it_is_required(
+    offline_settings: Settings,
+) -> None:
+    with client_for(config_for(offline_settings, token=TOKEN)) as client:
+        document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"] == {
+        "bearerToken": {"type": "http", "scheme": "bearer"}
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            guarded = path in POSTS
+            assert ("security" in operation) == guarded, (method, path)
+            assert ("401" in operation["responses"]) == guarded, (method, path)
+            if guarded:
+                assert operation["security"] == [{"bearerToken": []}]
+
+    with client_for(config_for(offline_settings)) as client:
+        open_document = client.get("/openapi.json").json()
+    assert "securitySchemes" not in open_document["components"]
+    for operations in open_document["paths"].values():
+        for operation in operations.values():
+            assert "security" not in operation and "401" not in operation["responses"]
+
+
+# --- the request models --------------------------------------------------------------------
+
+
+def reading_schemas(settings: Settings, **changes: Any) -> dict[str, Any]:
+    with client_for(config_for(settings, **changes)) as client:
+        schemas: dict[str, Any] = client.get("/openapi.json").json()["components"]["schemas"]
+    return {name: schemas[READING_SCHEMA_NAMES[name]] for name in STREAMS}
+
+
+def test_request_schemas_are_the_contracts_fields(offline_settings: Settings) -> None:
+    for name, schema in reading_schemas(offline_settings).items():
+        fields = STREAMS[name].fields
+        assert list(schema["properties"]) == [f.file_name for f in fields]
+        assert schema["required"] == [f.file_name for f in fields]
+        for field in fields:
+            prop = schema["properties"][field.file_name]
+            text = field.kind in ("id", "timestamp")
+            assert prop["type"] == ("string" if text else "number"), field
+            # Types only: the values are the pipeline's to judge, as for files.
+            assert not prop.keys() & {"minimum", "maximum", "maxLength", "pattern", "format"}
+
+
+def test_checked_request_schemas_carry_the_contracts_ranges(offline_settings: Settings) -> None:
+    limits = ValidationLimits(max_kwh_per_reading=50.0)
+    settings = replace(offline_settings, limits=limits)
+    rules = number_rules(limits)
+    for name, schema in reading_schemas(settings, check_values=True).items():
+        for field in STREAMS[name].fields:
+            prop = schema["properties"][field.file_name]
+            if field.kind == "id":
+                assert prop["maxLength"] == 64 and prop["pattern"]
+            elif field.kind == "timestamp":
+                assert prop["format"] == "date-time"
+            else:
+                rule = rules[field.kind]
+                assert (prop["minimum"], prop["maximum"]) == (rule.low, rule.high)
+    vehicle_schema = reading_schemas(settings, check_values=True)["vehicle"]
+    assert vehicle_schema["properties"]["kwhDeliveredDc"]["maximum"] == 50.0
+
+
+def test_snake_case_names_are_accepted_and_land_as_the_contracts_columns(
+    offline_settings: Settings, landing: Path
+) -> None:
+    snake = {
+        "vehicle_id": "v-1",
+        "soc": 40.0,
+        "kwh_delivered_dc": 0.5,
+        "battery_temp": 21.0,
+        "timestamp": "2026-02-11T10:00:00Z",
+    }
+    mixed = {**vehicle(minute=1), "kwh_delivered_dc": 0.7}
+    del mixed["kwhDeliveredDc"]
+    with client_for(config_for(offline_settings)) as client:
+        answer = client.post(VEHICLE_URL, json=[snake, mixed])
+        assert (answer.status_code, answer.json()) == (202, {"accepted": 2})
+        twice = client.post(VEHICLE_URL, json=[vehicle(), {**vehicle(), "vehicle_id": "v-2"}])
+        assert twice.status_code == 400
+        assert twice.json()["errors"] == [
+            {
+                "index": 1,
+                "field": "vehicleId",
+                "problem": "is given twice, as vehicleId and vehicle_id",
+            }
+        ]
+    assert landed_rows(landing, "vehicle") == [
+        vehicle(soc=40.0, kwhDeliveredDc=0.5, batteryTemp=21.0),
+        vehicle(minute=1, kwhDeliveredDc=0.7),
+    ]
+
+
+# --- value checks (ENERGY_GATEWAY_CHECK_VALUES) ----------------------------------------------
+
+
+def test_checked_values_refuse_the_whole_body_with_422_naming_each_value(
+    offline_settings: Settings,
+) -> None:
+    config = config_for(offline_settings, check_values=True)
+    body = [
+        meter("m-1", 0),
+        meter("m-1", 1, kwhConsumedAc=-0.5),
+        meter(" ", 2, voltage=2000.5),
+        meter("m-1", 3, timestamp="yesterday"),
+        meter("m-1", 4, voltage=10**400),
+    ]
+    with client_for(config) as client:
+        answer = client.post(METER_URL, json=body)
+        assert answer.status_code == 422
+        payload = answer.json()
+        assert payload["error"] == "Unprocessable Entity"
+        assert payload["message"] == (
+            "5 problems in the values of the request body; nothing of it was accepted"
+        )
+        assert payload["errorCount"] == 5
+        assert payload["errors"] == [
+            {"index": 1, "field": "kwhConsumedAc", "problem": "must be between 0 and 10000 kWh"},
+            {"index": 2, "field": "meterId", "problem": "must not be empty or only spaces"},
+            {"index": 2, "field": "voltage", "problem": "must be between 0 and 2000 V"},
+            {
+                "index": 3,
+                "field": "timestamp",
+                "problem": "is not a valid ISO-8601 timestamp with date and time "
+                "(for example 2026-02-11T10:30:00Z)",
+            },
+            {
+                "index": 4,
+                "field": "voltage",
+                "problem": "must be a finite number (not NaN or infinity)",
+            },
+        ]
+        assert spooled_lines(config) == 0
+        # The shape comes first, and keeps its 400: a string is no number, whatever its value.
+        shape = client.post(METER_URL, json=meter(kwhConsumedAc="1.5"))
+        assert shape.status_code == 400
+        assert client.post(METER_URL, json=body[:1]).status_code == 202
+
+
+def test_checked_values_accept_every_bound_of_the_contract(offline_settings: Settings) -> None:
+    edges = [
+        vehicle("v", soc=0.0, kwhDeliveredDc=0.0, batteryTemp=-50.0),
+        vehicle("v", 1, soc=100, kwhDeliveredDc=10_000, batteryTemp=120),
+        vehicle("x" * 64, 2, timestamp="2000-01-01T00:00:00Z"),
+        vehicle("v", 3, timestamp=" 2026-02-11 10:03:00.123456789 "),
+        vehicle("v", 4, timestamp="2026-02-11T12:04:00+02:00"),
+        vehicle("véhicule 7", 5, timestamp="2026-02-11T10:05:00"),
+    ]
+    config = config_for(offline_settings, check_values=True)
+    with client_for(config) as client:
+        answer = client.post(VEHICLE_URL, json=edges)
+        assert (answer.status_code, answer.json()) == (202, {"accepted": 6}), answer.json()
+        beyond = [
+            vehicle("v", soc=-0.001),
+            vehicle("v", soc=100.001),
+            vehicle("v", batteryTemp=-50.1),
+            vehicle("v", batteryTemp=120.1),
+            vehicle("v", kwhDeliveredDc=10_000.01),
+            vehicle("x" * 65),
+            vehicle("v\u0085"),
+            vehicle("v", timestamp="1999-12-31T23:59:59Z"),
+            vehicle("v", timestamp="2999-01-01T00:00:00Z"),
+        ]
+        refused = client.post(VEHICLE_URL, json=beyond)
+        assert refused.status_code == 422
+        assert [e["index"] for e in refused.json()["errors"]] == list(range(len(beyond)))
+
+
+def test_checked_values_agree_with_the_pipelines_quarantine(
+    db, settings: Settings, landing: Path
+) -> None:
+    # The same records: refused by a gateway that checks values, and quarantined by the pipeline
+    # behind a gateway that does not, each value with the same rule in the same words.
+    records = [
+        meter("m-ok", 0),
+        meter("", 1),
+        meter("  ", 2),
+        meter("m\x00", 3),
+        meter("m\x1b[31m", 4),
+        meter("m" * 65, 5),
+        meter("m-1", 6, kwhConsumedAc=-1),
+        meter("m-1", 7, kwhConsumedAc=10_000.5),
+        meter("m-1", 8, voltage=-0.1),
+        meter("m-1", 9, voltage=2001),
+        meter("m-1", 10, voltage=10**400),
+        meter("m-1", 11, timestamp="yesterday"),
+        meter("m-1", 12, timestamp="2026-02-30T10:00:00Z"),
+        meter("m-1", 13, timestamp="2026-02-11"),
+        meter("m-1", 14, timestamp="1999-12-31T23:59:59Z"),
+        meter("m-1", 15, timestamp="2999-01-01T00:00:00Z"),
+        meter("m-1", 16, timestamp="2026-02-11T10:16:00+0200"),
+        meter("m-1", 17, kwhConsumedAc=0, voltage=2000),
+    ]
+    with client_for(config_for(settings, check_values=True)) as client:
+        refused = client.post(METER_URL, json=records)
+        assert refused.status_code == 422
+        by_gateway = [(e["index"] + 1, e["field"], e["problem"]) for e in refused.json()["errors"]]
+    with client_for(config_for(settings)) as client:
+        assert client.post(METER_URL, json=records).status_code == 202
+    [outcome] = ingest_stream(db, METER, settings, run_id="test")
+    assert outcome.manifest.rows_loaded == 3
+    by_pipeline = query(
+        db, "SELECT row_number, column_name, rule FROM rejected_rows ORDER BY row_number"
+    )
+
+    def without_time(problems: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        # The future rule names its ingestion time, which differs between the two.
+        return [(n, f, p.split(" (2")[0]) for n, f, p in problems]
+
+    assert without_time(by_gateway) == without_time(by_pipeline)
+    assert len(by_gateway) == 15
+
+
+def test_check_values_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, offline_settings: Settings
+) -> None:
+    monkeypatch.delenv("ENERGY_GATEWAY_CHECK_VALUES", raising=False)
+    assert GatewayConfig.from_env(offline_settings).check_values is False
+    for raw, expected in [("1", True), ("Yes", True), ("on", True), ("0", False), ("off", False)]:
+        monkeypatch.setenv("ENERGY_GATEWAY_CHECK_VALUES", raw)
+        assert GatewayConfig.from_env(offline_settings).check_values is expected
+    monkeypatch.setenv("ENERGY_GATEWAY_CHECK_VALUES", "sometimes")
+    with pytest.raises(ValueError, match="ENERGY_GATEWAY_CHECK_VALUES='sometimes'"):
+        GatewayConfig.from_env(offline_settings)
+
+
+def test_checked_openapi_document_holds_under_schemathesis(offline_settings: Settings) -> None:
+    config = config_for(offline_settings, check_values=True, token=TOKEN)
+    with serve_in_thread(config) as gw:
+        schema = schemathesis.openapi.from_url(gw.url + "/openapi.json")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        posts = [r.ok() for r in schema.get_all_operations() if r.ok().method.upper() == "POST"]
+        assert [p.path for p in posts] == list(POSTS)
+        for operation in posts:
+            assert "422" in operation.definition.raw["responses"]
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+                @hypothesis.settings(
+                    max_examples=12,
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    suppress_health_check=list(hypothesis.HealthCheck),
+                )
+                @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+                def check(case: schemathesis.Case) -> None:
+                    # A timestamp must fall between 2000 and a few minutes from now, which
+                    # JSON Schema cannot say: generated "valid" times may rightly get 422.
+                    case.call_and_validate(
+                        base_url=gw.url, headers=auth, excluded_checks=[positive_data_acceptance]
+                    )
+
+                check()
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def test_the_gateway_listens_on_8000_unless_port_says_otherwise(
+    landing: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENERGY_") and k != "PORT"}
+    env.update(ENERGY_LANDING_DIR=str(landing), ENERGY_STATE_DIR=str(tmp_path / "state"))
+    for extra, port in [({}, 8000), ({"PORT": str(free_port())}, None)]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "energy_pipelines.cli", "gateway"],
+            env={**env, **extra},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert process.stdout is not None
+            lines = iter(process.stdout.readline, b"")
+            started = next((line.decode() for line in lines if line.startswith(b"gateway on")), "")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        expected = port or int(extra["PORT"])
+        assert started.startswith(f"gateway on http://127.0.0.1:{expected} "), started
