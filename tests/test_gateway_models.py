@@ -121,6 +121,15 @@ def test_the_right_token_passes_in_any_case_of_the_scheme(
         assert spooled_lines(config) == 1
 
 
+def test_a_non_ascii_token_is_compared_as_the_bytes_sent(offline_settings: Settings) -> None:
+    config = config_for(offline_settings, token="clé-ü")
+    with client_for(config) as client:
+        right = {"Authorization": "Bearer clé-ü".encode()}
+        assert client.post(METER_URL, json=meter(), headers=right).status_code == 202
+        latin = {"Authorization": "Bearer clé-ü".encode("latin-1")}
+        assert client.post(METER_URL, json=meter(), headers=latin).status_code == 401
+
+
 def test_the_token_is_checked_before_the_body_is_read(offline_settings: Settings) -> None:
     # A body above the limit, or not JSON at all, still gets 401 first: an unauthenticated
     # client learns nothing about the body rules, and the gateway reads nothing of its body.

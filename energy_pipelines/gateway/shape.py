@@ -179,6 +179,7 @@ def check_records(data: Any, stream: Stream, escapes_present: bool = True) -> li
     items = _items_of(data)
     fields = request_fields(stream)
     expected = ", ".join(f.name for f in fields)
+    width = len(fields)
     problems = Problems()
     for index, item in enumerate(items):
         if type(item) is not dict:
@@ -188,7 +189,7 @@ def check_records(data: Any, stream: Stream, escapes_present: bool = True) -> li
             continue
         # Another spelling is looked for only when a record has more keys than fields (perhaps
         # one field under two names) or when a name is missing: ordinary records pay nothing.
-        renamed = len(item) > len(fields)
+        renamed = len(item) > width
         if renamed:
             _take_other_names(item, fields, index, problems)
         for field in fields:
