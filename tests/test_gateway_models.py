@@ -1,20 +1,13 @@
-"""The gateway's token dependency and its request models generated from the contract: the
-OpenAPI document, snake_case names, and the value checks (422) next to the pipeline's rules."""
+"""The gateway's request models generated from the contract: the OpenAPI document, snake_case
+names, and the value checks (422) next to the pipeline's rules."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import hypothesis
-import pyarrow.parquet as pq
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
@@ -26,11 +19,17 @@ from energy_pipelines.gateway.models import READING_SCHEMA_NAMES, number_rules
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.settings import Settings, ValidationLimits
 from tests.conftest import query
-from tests.test_gateway import free_port, serve_in_thread
+from tests.gateway_helpers import (
+    CORRELATE_URL,
+    METER_URL,
+    VEHICLE_URL,
+    client_for,
+    gateway_config,
+    landed_rows,
+    serve_in_thread,
+    spooled_lines,
+)
 
-METER_URL = "/v1/ingestion/meter"
-VEHICLE_URL = "/v1/ingestion/vehicle"
-CORRELATE_URL = "/v1/ingestion/correlate"
 POSTS = (METER_URL, VEHICLE_URL, CORRELATE_URL)
 TOKEN = "s3cret-token"
 
@@ -61,125 +60,11 @@ def offline_settings(landing: Path, tmp_path: Path) -> Settings:
     return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
 
 
-def config_for(settings: Settings, **changes: Any) -> GatewayConfig:
-    config = GatewayConfig(
-        settings=settings, spool_dir=settings.landing_dir / "_gateway_spool", roll_seconds=3600
-    )
-    return replace(config, **changes)
-
-
-@contextmanager
-def client_for(config: GatewayConfig) -> Iterator[httpx.Client]:
-    """A client of the gateway served on loopback; leaving the block stops the gateway, which
-    rolls the spool into landing."""
-    with serve_in_thread(config) as gw, httpx.Client(base_url=gw.url) as client:
-        yield client
-
-
-def spooled_lines(config: GatewayConfig) -> int:
-    return sum(len(path.read_bytes().splitlines()) for path in config.spool_dir.rglob("*.jsonl"))
-
-
-def landed_rows(landing: Path, stream: str) -> list[dict[str, Any]]:
-    paths = sorted((landing / stream / "http").glob("*.parquet"))
-    return [row for path in paths for row in pq.read_table(path).to_pylist()]
-
-
-# --- the token dependency ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "authorization",
-    [None, "", "Bearer", "Basic czNjcmV0LXRva2Vu", f"Token {TOKEN}", "Bearer nope"],
-)
-def test_every_post_without_the_right_token_gets_401(
-    offline_settings: Settings, authorization: str | None
-) -> None:
-    config = config_for(offline_settings, token=TOKEN)
-    headers = {} if authorization is None else {"Authorization": authorization}
-    with client_for(config) as client:
-        for url in POSTS:
-            answer = client.post(url, json=[], headers=headers)
-            assert answer.status_code == 401, (url, authorization)
-            assert answer.headers["www-authenticate"] == "Bearer"
-            assert answer.json() == {
-                "statusCode": 401,
-                "error": "Unauthorized",
-                "message": "a valid bearer token is required (Authorization: Bearer <token>)",
-            }
-        assert spooled_lines(config) == 0
-
-
-@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer   {TOKEN}"])
-def test_the_right_token_passes_in_any_case_of_the_scheme(
-    offline_settings: Settings, authorization: str
-) -> None:
-    config = config_for(offline_settings, token=TOKEN)
-    with client_for(config) as client:
-        answer = client.post(METER_URL, json=meter(), headers={"Authorization": authorization})
-        assert (answer.status_code, answer.json()) == (202, {"accepted": 1})
-        assert spooled_lines(config) == 1
-
-
-def test_a_non_ascii_token_is_compared_as_the_bytes_sent(offline_settings: Settings) -> None:
-    config = config_for(offline_settings, token="clé-ü")
-    with client_for(config) as client:
-        right = {"Authorization": "Bearer clé-ü".encode()}
-        assert client.post(METER_URL, json=meter(), headers=right).status_code == 202
-        latin = {"Authorization": "Bearer clé-ü".encode("latin-1")}
-        assert client.post(METER_URL, json=meter(), headers=latin).status_code == 401
-
-
-def test_the_token_is_checked_before_the_body_is_read(offline_settings: Settings) -> None:
-    # A body above the limit, or not JSON at all, still gets 401 first: an unauthenticated
-    # client learns nothing about the body rules, and the gateway reads nothing of its body.
-    config = config_for(offline_settings, token=TOKEN, max_body_bytes=100)
-    with client_for(config) as client:
-        too_big = client.post(METER_URL, json=[meter(f"m-{i}") for i in range(20)])
-        assert too_big.status_code == 401
-        garbage = client.post(METER_URL, content=b"{not json")
-        assert garbage.status_code == 401
-        authorized = {"Authorization": f"Bearer {TOKEN}"}
-        assert client.post(METER_URL, content=b"{not json", headers=authorized).status_code == 400
-
-
-def test_reads_and_health_need_no_token(offline_settings: Settings) -> None:
-    with client_for(config_for(offline_settings, token=TOKEN)) as client:
-        assert client.get("/health").status_code == 200
-        assert client.get("/openapi.json").status_code == 200
-        # Refused for its id before any database is asked: not for a missing token.
-        assert client.get("/v1/analytics/performance/%20").status_code == 404
-
-
-def test_openapi_declares_the_token_exactly_where_it_is_required(
-    offline_settings: Settings,
-) -> None:
-    with client_for(config_for(offline_settings, token=TOKEN)) as client:
-        document = client.get("/openapi.json").json()
-    assert document["components"]["securitySchemes"] == {
-        "bearerToken": {"type": "http", "scheme": "bearer"}
-    }
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            guarded = path in POSTS
-            assert ("security" in operation) == guarded, (method, path)
-            assert ("401" in operation["responses"]) == guarded, (method, path)
-            if guarded:
-                assert operation["security"] == [{"bearerToken": []}]
-
-    with client_for(config_for(offline_settings)) as client:
-        open_document = client.get("/openapi.json").json()
-    assert "securitySchemes" not in open_document["components"]
-    for operations in open_document["paths"].values():
-        for operation in operations.values():
-            assert "security" not in operation and "401" not in operation["responses"]
-
-
 # --- the request models --------------------------------------------------------------------
 
 
 def reading_schemas(settings: Settings, **changes: Any) -> dict[str, Any]:
-    with client_for(config_for(settings, **changes)) as client:
+    with client_for(gateway_config(settings, **changes)) as client:
         schemas: dict[str, Any] = client.get("/openapi.json").json()["components"]["schemas"]
     return {name: schemas[READING_SCHEMA_NAMES[name]] for name in STREAMS}
 
@@ -227,7 +112,7 @@ def test_snake_case_names_are_accepted_and_land_as_the_contracts_columns(
     }
     mixed = {**vehicle(minute=1), "kwh_delivered_dc": 0.7}
     del mixed["kwhDeliveredDc"]
-    with client_for(config_for(offline_settings)) as client:
+    with client_for(gateway_config(offline_settings)) as client:
         answer = client.post(VEHICLE_URL, json=[snake, mixed])
         assert (answer.status_code, answer.json()) == (202, {"accepted": 2})
         twice = client.post(VEHICLE_URL, json=[vehicle(), {**vehicle(), "vehicle_id": "v-2"}])
@@ -251,7 +136,7 @@ def test_snake_case_names_are_accepted_and_land_as_the_contracts_columns(
 def test_checked_values_refuse_the_whole_body_with_422_naming_each_value(
     offline_settings: Settings,
 ) -> None:
-    config = config_for(offline_settings, check_values=True)
+    config = gateway_config(offline_settings, check_values=True)
     body = [
         meter("m-1", 0),
         meter("m-1", 1, kwhConsumedAc=-0.5),
@@ -300,7 +185,7 @@ def test_checked_values_accept_every_bound_of_the_contract(offline_settings: Set
         vehicle("v", 4, timestamp="2026-02-11T12:04:00+02:00"),
         vehicle("véhicule 7", 5, timestamp="2026-02-11T10:05:00"),
     ]
-    config = config_for(offline_settings, check_values=True)
+    config = gateway_config(offline_settings, check_values=True)
     with client_for(config) as client:
         answer = client.post(VEHICLE_URL, json=edges)
         assert (answer.status_code, answer.json()) == (202, {"accepted": 6}), answer.json()
@@ -345,11 +230,11 @@ def test_checked_values_agree_with_the_pipelines_quarantine(
         meter("m-1", 16, timestamp="2026-02-11T10:16:00+0200"),
         meter("m-1", 17, kwhConsumedAc=0, voltage=2000),
     ]
-    with client_for(config_for(settings, check_values=True)) as client:
+    with client_for(gateway_config(settings, check_values=True)) as client:
         refused = client.post(METER_URL, json=records)
         assert refused.status_code == 422
         by_gateway = [(e["index"] + 1, e["field"], e["problem"]) for e in refused.json()["errors"]]
-    with client_for(config_for(settings)) as client:
+    with client_for(gateway_config(settings)) as client:
         assert client.post(METER_URL, json=records).status_code == 202
     [outcome] = ingest_stream(db, METER, settings, run_id="test")
     assert outcome.manifest.rows_loaded == 3
@@ -379,7 +264,7 @@ def test_check_values_is_read_from_the_environment(
 
 
 def test_checked_openapi_document_holds_under_schemathesis(offline_settings: Settings) -> None:
-    config = config_for(offline_settings, check_values=True, token=TOKEN)
+    config = gateway_config(offline_settings, check_values=True, token=TOKEN)
     with serve_in_thread(config) as gw:
         schema = schemathesis.openapi.from_url(gw.url + "/openapi.json")
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -405,29 +290,3 @@ def test_checked_openapi_document_holds_under_schemathesis(offline_settings: Set
                     )
 
                 check()
-
-
-# --- the command line ----------------------------------------------------------------------
-
-
-def test_the_gateway_listens_on_8000_unless_port_says_otherwise(
-    landing: Path, tmp_path: Path
-) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENERGY_") and k != "PORT"}
-    env.update(ENERGY_LANDING_DIR=str(landing), ENERGY_STATE_DIR=str(tmp_path / "state"))
-    for extra, port in [({}, 8000), ({"PORT": str(free_port())}, None)]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "energy_pipelines.cli", "gateway"],
-            env={**env, **extra},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            assert process.stdout is not None
-            lines = iter(process.stdout.readline, b"")
-            started = next((line.decode() for line in lines if line.startswith(b"gateway on")), "")
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-        expected = port or int(extra["PORT"])
-        assert started.startswith(f"gateway on http://127.0.0.1:{expected} "), started
