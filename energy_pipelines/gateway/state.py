@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from energy_pipelines.contract import STREAM_ORDER
+from energy_pipelines.contract import STREAMS
 from energy_pipelines.gateway.config import GatewayConfig
 from energy_pipelines.gateway.models import ValueCheck
 from energy_pipelines.gateway.reads import SummaryReader
@@ -26,7 +26,9 @@ class Gateway:
     def create(cls, config: GatewayConfig) -> Gateway:
         limits = config.settings.limits
         checks = (
-            {s.name: ValueCheck(s, limits) for s in STREAM_ORDER} if config.check_values else {}
+            {name: ValueCheck(s, limits) for name, s in STREAMS.items()}
+            if config.check_values
+            else {}
         )
         return cls(config, Spool(config), SummaryReader(config), checks)
 
