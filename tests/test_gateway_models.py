@@ -72,14 +72,23 @@ def reading_schemas(settings: Settings, **changes: Any) -> dict[str, Any]:
 def test_request_schemas_are_the_contracts_fields(offline_settings: Settings) -> None:
     for name, schema in reading_schemas(offline_settings).items():
         fields = STREAMS[name].fields
-        assert list(schema["properties"]) == [f.file_name for f in fields]
-        assert schema["required"] == [f.file_name for f in fields]
+        names = [n for f in fields for n in f.accepted_names]
+        assert sorted(schema["properties"]) == sorted(names)
+        # Each field is required under exactly one of its names.
+        single = [f.file_name for f in fields if len(f.accepted_names) == 1]
+        assert schema.get("required", []) == single
+        one_of = [[r["required"] for r in choice["oneOf"]] for choice in schema.get("allOf", [])]
+        assert one_of == [
+            [[n] for n in f.accepted_names] for f in fields if f.file_name not in single
+        ]
         for field in fields:
-            prop = schema["properties"][field.file_name]
-            text = field.kind in ("id", "timestamp")
-            assert prop["type"] == ("string" if text else "number"), field
-            # Types only: the values are the pipeline's to judge, as for files.
-            assert not prop.keys() & {"minimum", "maximum", "maxLength", "pattern", "format"}
+            for spelling in field.accepted_names:
+                prop = schema["properties"][spelling]
+                text = field.kind in ("id", "timestamp")
+                assert prop["type"] == ("string" if text else "number"), field
+                # Types only: the values are the pipeline's to judge, as for files.
+                constraints = {"minimum", "maximum", "maxLength", "pattern", "format"}
+                assert not prop.keys() & constraints
 
 
 def test_checked_request_schemas_carry_the_contracts_ranges(offline_settings: Settings) -> None:

@@ -178,14 +178,37 @@ def reading_model(stream: Stream, limits: ValidationLimits, checked: bool) -> ty
             "(ranges, ISO-8601 timestamps, non-blank ids) are applied by the pipeline, which "
             "quarantines rows that break them."
         )
-    about += " Fields may also be sent under their snake_case names."
-    fields = {python_name(f): _definition(f, limits, checked) for f in request_fields(stream)}
+    about += " Each field may come under its snake_case name instead, not under both."
+    request = request_fields(stream)
+
+    def document(schema: dict[str, Any]) -> None:
+        schema["description"] = about
+        _document_other_names(schema, request)
+
+    fields = {python_name(f): _definition(f, limits, checked) for f in request}
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
         READING_SCHEMA_NAMES[stream.name],
-        __config__=ConfigDict(populate_by_name=True, json_schema_extra={"description": about}),
+        __config__=ConfigDict(populate_by_name=True, json_schema_extra=document),
         **fields,
     )
     return model
+
+
+def _document_other_names(schema: dict[str, Any], fields: tuple[RequestField, ...]) -> None:
+    """The JSON schema of a record as the gateway takes it: each field under exactly one of its
+    names (pydantic's own schema shows only the first of a field's names)."""
+    properties: dict[str, Any] = schema["properties"]
+    one_name_each: list[dict[str, Any]] = []
+    for field in fields:
+        if not field.other_names:
+            continue
+        for other in field.other_names:
+            properties[other] = {**properties[field.name], "title": other}
+        schema["required"].remove(field.name)
+        names = (field.name, *field.other_names)
+        one_name_each.append({"oneOf": [{"required": [name]} for name in names]})
+    if one_name_each:
+        schema["allOf"] = one_name_each
 
 
 class ValueCheck:
