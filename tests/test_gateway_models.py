@@ -214,6 +214,25 @@ def test_checked_values_accept_every_bound_of_the_contract(offline_settings: Set
         assert [e["index"] for e in refused.json()["errors"]] == list(range(len(beyond)))
 
 
+def test_checked_values_count_every_problem_and_name_the_first_hundred(
+    offline_settings: Settings,
+) -> None:
+    config = gateway_config(offline_settings, check_values=True)
+    body = [meter(" " if i % 2 else "m\x07", voltage=-1) for i in range(20_000)]
+    with client_for(config) as client:
+        answer = client.post(METER_URL, json=body)
+    assert answer.status_code == 422
+    assert answer.json()["errorCount"] == 40_000
+    errors = answer.json()["errors"]
+    assert len(errors) == 100
+    assert errors[:4] == [
+        {"index": 0, "field": "meterId", "problem": "must not contain control characters"},
+        {"index": 0, "field": "voltage", "problem": "must be between 0 and 2000 V"},
+        {"index": 1, "field": "meterId", "problem": "must not be empty or only spaces"},
+        {"index": 1, "field": "voltage", "problem": "must be between 0 and 2000 V"},
+    ]
+
+
 def test_checked_values_agree_with_the_pipelines_quarantine(
     db, settings: Settings, landing: Path
 ) -> None:

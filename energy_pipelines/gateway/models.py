@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import polars as pl
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -29,9 +30,9 @@ from pydantic import Field as ModelField
 from pydantic_core import PydanticCustomError
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
-from energy_pipelines.gateway.shape import Problems, RequestField, request_fields
+from energy_pipelines.gateway.shape import Problems, RequestField, ValueRuleError, request_fields
 from energy_pipelines.settings import ValidationLimits
-from energy_pipelines.validate.ids import MAX_ID_LENGTH, id_rule_broken
+from energy_pipelines.validate.ids import ID_RULES, MAX_ID_LENGTH
 
 READING_SCHEMA_NAMES = {
     METER.name: "MeterReading",
@@ -213,7 +214,7 @@ def _document_other_names(schema: dict[str, Any], fields: tuple[RequestField, ..
 
 class ValueCheck:
     """Checks the values of a body's records (already of the right shape) with the stream's
-    request model; ShapeError (422) names each value that breaks a rule."""
+    request model."""
 
     def __init__(self, stream: Stream, limits: ValidationLimits) -> None:
         self.stream = stream
@@ -223,24 +224,42 @@ class ValueCheck:
         self._records = TypeAdapter(list[reading_model(stream, limits, checked=True)])  # type: ignore[misc]
 
     def check(self, records: list[dict[str, Any]], now: datetime) -> None:
+        """Nothing, or ValueRuleError naming each value that breaks a rule."""
         try:
             self._records.validate_python(records, context={"limits": self.limits, "now": now})
         except ValidationError as exc:
-            problems = Problems()
-            for error in exc.errors(include_url=False):
-                index, name = error["loc"][0], str(error["loc"][1])
-                words = self._words(self._fields[name], error)
-                if words is not None:
-                    problems.report(int(index), self._fields[name].name, words)
-            problems.raise_if_any(422, "the values of the request body")
+            errors = exc.errors(include_url=False)
+        else:
+            return
+        located = [(int(e["loc"][0]), self._fields[str(e["loc"][1])], e) for e in errors]
+        # Ids the pattern refused are judged by the pipeline's own id rules, all at once.
+        refused_ids = [e["input"] for _, field, e in located if field.kind == "id"]
+        id_words = iter(broken_id_rules(refused_ids))
+        problems = Problems()
+        for index, field, error in located:
+            words = next(id_words) if field.kind == "id" else self._words(field, error)
+            if words is not None:  # None: the pipeline's id rules take it after all
+                problems.report(index, field.name, words)
+        problems.raise_if_any(ValueRuleError, "the values of the request body")
 
-    def _words(self, field: RequestField, error: Any) -> str | None:
-        """The contract's words for a pydantic error, or None when the pipeline's own rule
-        accepts the value after all (it decides)."""
-        if field.kind == "id":
-            return id_rule_broken(error["input"])
+    def _words(self, field: RequestField, error: Any) -> str:
+        """The contract's words for a pydantic error on a timestamp or a number."""
         if field.kind == "timestamp":
             return str(error["msg"])
         if error["type"] in ("greater_than_equal", "less_than_equal"):
             return self._rules[field.kind].words
         return FINITE  # non-finite, or an integer beyond float range (infinity)
+
+
+def broken_id_rules(ids: list[str]) -> list[str | None]:
+    """For each id, the first of validate.ids' rules it breaks (its words), or None."""
+    if not ids:
+        return []
+    frame = pl.DataFrame({"id": ids}, schema={"id": pl.String})
+    held = frame.select(
+        rule.holds(pl.col("id")).alias(str(n)) for n, rule in enumerate(ID_RULES)
+    ).rows()
+    return [
+        next((rule.error for rule, ok in zip(ID_RULES, row, strict=True) if not ok), None)
+        for row in held
+    ]

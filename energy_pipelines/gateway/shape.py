@@ -45,19 +45,20 @@ class ShapeProblem:
 class ShapeError(ValueError):
     """The request body is not what the endpoint takes; nothing of it is accepted."""
 
-    def __init__(
-        self,
-        message: str,
-        problems: list[ShapeProblem],
-        total: int | None = None,
-        status: int = 400,
-    ):
+    status = 400
+
+    def __init__(self, message: str, problems: list[ShapeProblem], total: int | None = None):
         super().__init__(message)
         self.message = message
         self.problems = problems
         self.total = len(problems) if total is None else total
-        # 400 for the shape of the body, 422 for values that break a rule of the contract.
-        self.status = status
+
+
+class ValueRuleError(ShapeError):
+    """A value of the body breaks a rule of the file contract (checked only when the gateway
+    checks values); nothing of it is accepted."""
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -135,15 +136,13 @@ class Problems:
         if len(self.kept) < MAX_REPORTED_ERRORS:
             self.kept.append(ShapeProblem(index, field, problem))
 
-    def raise_if_any(self, status: int = 400, where: str = "the request body") -> None:
+    def raise_if_any(
+        self, error: type[ShapeError] = ShapeError, where: str = "the request body"
+    ) -> None:
         if self.total:
             noun = "problem" if self.total == 1 else "problems"
-            raise ShapeError(
-                f"{self.total} {noun} in {where}; nothing of it was accepted",
-                self.kept,
-                self.total,
-                status,
-            )
+            message = f"{self.total} {noun} in {where}; nothing of it was accepted"
+            raise error(message, self.kept, self.total)
 
 
 def _items_of(data: Any) -> list[Any]:
