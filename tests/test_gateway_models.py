@@ -15,9 +15,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from energy_pipelines.contract import METER, STREAMS
 from energy_pipelines.gateway.config import GatewayConfig
-from energy_pipelines.gateway.models import READING_SCHEMA_NAMES, number_rules
+from energy_pipelines.gateway.models import READING_SCHEMA_NAMES
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.settings import Settings, ValidationLimits
+from energy_pipelines.validate.schemas import allowed_range
 from tests.conftest import query
 from tests.gateway_helpers import (
     CORRELATE_URL,
@@ -94,7 +95,6 @@ def test_request_schemas_are_the_contracts_fields(offline_settings: Settings) ->
 def test_checked_request_schemas_carry_the_contracts_ranges(offline_settings: Settings) -> None:
     limits = ValidationLimits(max_kwh_per_reading=50.0)
     settings = replace(offline_settings, limits=limits)
-    rules = number_rules(limits)
     for name, schema in reading_schemas(settings, check_values=True).items():
         for field in STREAMS[name].fields:
             prop = schema["properties"][field.file_name]
@@ -103,8 +103,10 @@ def test_checked_request_schemas_carry_the_contracts_ranges(offline_settings: Se
             elif field.kind == "timestamp":
                 assert prop["format"] == "date-time"
             else:
-                rule = rules[field.kind]
-                assert (prop["minimum"], prop["maximum"]) == (rule.low, rule.high)
+                allowed = allowed_range(field.value_kind, limits)
+                assert allowed is not None
+                assert (prop["minimum"], prop["maximum"]) == (allowed.low, allowed.high)
+                assert prop["description"] == allowed.rule
     vehicle_schema = reading_schemas(settings, check_values=True)["vehicle"]
     assert vehicle_schema["properties"]["kwhDeliveredDc"]["maximum"] == 50.0
 

@@ -1,6 +1,8 @@
 """Request models generated from the contract: one pydantic model per stream, its fields the
-contract's columns (camelCase, snake_case also accepted), typed, and with the file contract's
-value rules when the gateway checks values (ENERGY_GATEWAY_CHECK_VALUES).
+contract's columns (camelCase, snake_case also accepted), typed by their value kind, and with
+the file contract's value rules when the gateway checks values (ENERGY_GATEWAY_CHECK_VALUES):
+each kind's range and words from the contract, the kWh ceiling from the settings, as the
+validator applies them.
 
 The models describe the request bodies in the OpenAPI document in both cases. Values are checked
 with them only when the gateway is asked to: by default the pipeline applies the rules, and a
@@ -11,7 +13,6 @@ is refused whole (422) and each problem carries the words quarantine would show.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -29,10 +30,21 @@ from pydantic import (
 from pydantic import Field as ModelField
 from pydantic_core import PydanticCustomError
 
-from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
+from energy_pipelines.contract import (
+    CORRELATION,
+    DEVICE_ID,
+    MAX_ID_LENGTH,
+    METER,
+    NOT_FINITE,
+    TIMESTAMP,
+    VEHICLE,
+    Range,
+    Stream,
+)
 from energy_pipelines.gateway.shape import Problems, RequestField, ValueRuleError, request_fields
 from energy_pipelines.settings import ValidationLimits
-from energy_pipelines.validate.ids import ID_RULES, MAX_ID_LENGTH
+from energy_pipelines.validate.ids import ID_RULES
+from energy_pipelines.validate.schemas import allowed_range
 
 READING_SCHEMA_NAMES = {
     METER.name: "MeterReading",
@@ -47,11 +59,6 @@ _EXAMPLES: dict[str, Any] = {
     "timestamp": "2026-02-11T10:30:00Z",
 }
 
-# The file contract's words (validate/), so a refused value reads as its quarantined row would.
-FINITE = "must be a finite number (not NaN or infinity)"
-NOT_A_TIMESTAMP = (
-    "is not a valid ISO-8601 timestamp with date and time (for example 2026-02-11T10:30:00Z)"
-)
 # Non-blank, no control character (Unicode Cc): the id rules of validate.ids, as a pattern the
 # OpenAPI document can carry. A value it refuses is judged again by validate.ids itself.
 ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
@@ -59,26 +66,11 @@ ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?")
 
 
-@dataclass(frozen=True)
-class NumberRule:
-    low: float
-    high: float
-    unit: str
-
-    @property
-    def words(self) -> str:
-        return f"must be between {self.low:g} and {self.high:g} {self.unit}".rstrip()
-
-
-def number_rules(limits: ValidationLimits) -> dict[str, NumberRule]:
-    """The allowed range of each numeric kind, as validate.schemas applies it to files (the
-    gateway's tests hold both to the same answers)."""
-    return {
-        "kwh": NumberRule(0.0, limits.max_kwh_per_reading, "kWh"),
-        "voltage": NumberRule(0.0, 2_000.0, "V"),
-        "soc": NumberRule(0.0, 100.0, "%"),
-        "battery_temp": NumberRule(-50.0, 120.0, "degrees C"),
-    }
+def number_range(field: RequestField, limits: ValidationLimits) -> Range:
+    """The range a number of `field` must fall in, as the validator applies it to files."""
+    allowed = allowed_range(field.kind, limits)
+    assert allowed is not None, f"a number without a range: {field.name}"
+    return allowed
 
 
 def parse_timestamp(text: str) -> datetime | None:
@@ -97,7 +89,7 @@ def timestamp_problem(text: str, limits: ValidationLimits, now: datetime) -> str
     """The rule of the file contract a timestamp breaks when it arrives at `now`, or None."""
     when = parse_timestamp(text)
     if when is None:
-        return NOT_A_TIMESTAMP
+        return TIMESTAMP.unparseable
     earliest = datetime(limits.min_year, 1, 1, tzinfo=UTC)
     if when < earliest:
         return f"must not be before {earliest:%Y-%m-%d} (was the device clock set?)"
@@ -123,27 +115,26 @@ def python_name(field: RequestField) -> str:
 
 
 def _example(field: RequestField) -> Any:
-    if field.kind == "id":  # meterId -> meter-001
+    if field.kind is DEVICE_ID:  # meterId -> meter-001
         return field.name.removesuffix("Id") + "-001"
-    return _EXAMPLES.get(field.kind)
+    return _EXAMPLES.get(field.kind.name)
 
 
-def _rule_words(field: RequestField, rules: dict[str, NumberRule], limits: ValidationLimits) -> str:
-    if field.kind == "id":
+def _rule_words(field: RequestField, limits: ValidationLimits) -> str:
+    if field.kind is DEVICE_ID:
         return f"non-blank, at most {MAX_ID_LENGTH} characters, no control characters"
-    if field.kind == "timestamp":
+    if field.kind is TIMESTAMP:
         return (
             "ISO-8601 date and time (UTC without an offset), not before "
             f"{limits.min_year}, at most {limits.max_future_minutes:g} minutes after arrival"
         )
-    return rules[field.kind].words
+    return number_range(field, limits).rule
 
 
 def _definition(field: RequestField, limits: ValidationLimits, checked: bool) -> tuple[Any, Any]:
     """The annotation and pydantic Field of one request field; the value rules are enforced
     when `checked`, else only described."""
-    rules = number_rules(limits)
-    words = _rule_words(field, rules, limits)
+    words = _rule_words(field, limits)
     about: dict[str, Any] = {
         "alias": field.name,
         "validation_alias": AliasChoices(field.name, *field.other_names),
@@ -151,18 +142,18 @@ def _definition(field: RequestField, limits: ValidationLimits, checked: bool) ->
         "examples": [_example(field)],
         "description": words if checked else f"{words} (else the pipeline quarantines the row)",
     }
-    if field.kind == "id":
+    if field.kind is DEVICE_ID:
         constraints = {"max_length": MAX_ID_LENGTH, "pattern": ID_PATTERN} if checked else {}
         return str, ModelField(..., **about, **constraints)
-    if field.kind == "timestamp":
+    if field.kind is TIMESTAMP:
         if not checked:
             return str, ModelField(..., **about)
         timestamp = Annotated[str, AfterValidator(_checked_timestamp)]
         return timestamp, ModelField(..., **about, json_schema_extra={"format": "date-time"})
     if not checked:
         return float, ModelField(..., **about)
-    rule = rules[field.kind]
-    return float, ModelField(..., **about, ge=rule.low, le=rule.high, allow_inf_nan=False)
+    allowed = number_range(field, limits)
+    return float, ModelField(..., **about, ge=allowed.low, le=allowed.high, allow_inf_nan=False)
 
 
 def reading_model(stream: Stream, limits: ValidationLimits, checked: bool) -> type[BaseModel]:
@@ -219,7 +210,6 @@ class ValueCheck:
     def __init__(self, stream: Stream, limits: ValidationLimits) -> None:
         self.stream = stream
         self.limits = limits
-        self._rules = number_rules(limits)
         self._fields = {n: f for f in request_fields(stream) for n in (f.name, *f.other_names)}
         self._records = TypeAdapter(list[reading_model(stream, limits, checked=True)])  # type: ignore[misc]
 
@@ -233,22 +223,22 @@ class ValueCheck:
             return
         located = [(int(e["loc"][0]), self._fields[str(e["loc"][1])], e) for e in errors]
         # Ids the pattern refused are judged by the pipeline's own id rules, all at once.
-        refused_ids = [e["input"] for _, field, e in located if field.kind == "id"]
+        refused_ids = [e["input"] for _, field, e in located if field.kind is DEVICE_ID]
         id_words = iter(broken_id_rules(refused_ids))
         problems = Problems()
         for index, field, error in located:
-            words = next(id_words) if field.kind == "id" else self._words(field, error)
+            words = next(id_words) if field.kind is DEVICE_ID else self._words(field, error)
             if words is not None:  # None: the pipeline's id rules take it after all
                 problems.report(index, field.name, words)
         problems.raise_if_any(ValueRuleError, "the values of the request body")
 
     def _words(self, field: RequestField, error: Any) -> str:
         """The contract's words for a pydantic error on a timestamp or a number."""
-        if field.kind == "timestamp":
+        if field.kind is TIMESTAMP:
             return str(error["msg"])
         if error["type"] in ("greater_than_equal", "less_than_equal"):
-            return self._rules[field.kind].words
-        return FINITE  # non-finite, or an integer beyond float range (infinity)
+            return number_range(field, self.limits).rule
+        return NOT_FINITE  # non-finite, or an integer beyond float range (infinity)
 
 
 def broken_id_rules(ids: list[str]) -> list[str | None]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
-from energy_pipelines.contract import Stream
+from energy_pipelines.contract import JsonType, Stream, ValueKind
 
-JsonType = Literal["string", "number"]
 MAX_REPORTED_ERRORS = 100
 
 _MISSING = object()
@@ -70,7 +69,7 @@ class RequestField:
     name: str
     other_names: tuple[str, ...]
     json_type: JsonType
-    kind: str
+    kind: ValueKind
 
 
 _REQUEST_FIELDS: dict[str, tuple[RequestField, ...]] = {}
@@ -83,8 +82,8 @@ def request_fields(stream: Stream) -> tuple[RequestField, ...]:
             RequestField(
                 name=f.file_name,
                 other_names=tuple(n for n in f.accepted_names if n != f.file_name),
-                json_type="string" if f.kind in ("id", "timestamp") else "number",
-                kind=f.kind,
+                json_type=f.value_kind.json_type,
+                kind=f.value_kind,
             )
             for f in stream.fields
         )
