@@ -1,23 +1,15 @@
 """The HTTP ingestion gateway, through a real HTTP client against a running server: shapes,
-limits, auth, durability of the 202, crash recovery, the OpenAPI document, and the whole way from
-an original-API client to history, hot status and the daily tables."""
+limits, auth, durability of the 202, the OpenAPI document, and the whole way from an
+original-API client to history, hot status and the daily tables."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 import hypothesis
@@ -25,66 +17,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import schemathesis
-import uvicorn
 from schemathesis import GenerationMode
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
 from energy_pipelines.gateway import spool as spool_module
-from energy_pipelines.gateway.app import create_app
-from energy_pipelines.gateway.config import GatewayConfig
-from energy_pipelines.gateway.spool import Spool
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.settings import Settings
 from tests.conftest import query
-
-METER_URL = "/v1/ingestion/meter"
-VEHICLE_URL = "/v1/ingestion/vehicle"
-CORRELATE_URL = "/v1/ingestion/correlate"
-
-
-def meter(meter_id: str, minute: int, kwh: float = 1.0, voltage: float = 230.0) -> dict:
-    ts = f"2026-02-11T10:{minute:02d}:00Z"
-    return {"meterId": meter_id, "kwhConsumedAc": kwh, "voltage": voltage, "timestamp": ts}
-
-
-def vehicle(vehicle_id: str, minute: int, dc: float = 0.9) -> dict:
-    ts = f"2026-02-11T10:{minute:02d}:00Z"
-    return {
-        "vehicleId": vehicle_id,
-        "soc": 50 + minute % 40,
-        "kwhDeliveredDc": dc,
-        "batteryTemp": 25.5,
-        "timestamp": ts,
-    }
-
-
-@dataclass
-class RunningGateway:
-    url: str
-    config: GatewayConfig
-    spool: Spool
-
-
-@contextmanager
-def serve_in_thread(config: GatewayConfig) -> Iterator[RunningGateway]:
-    """uvicorn in a thread on a free loopback port; leaving the block stops it cleanly."""
-    app = create_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "gateway did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield RunningGateway(f"http://127.0.0.1:{port}", config, app.state.spool)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive()
+from tests.gateway_helpers import (
+    CORRELATE_URL,
+    METER_URL,
+    VEHICLE_URL,
+    RunningGateway,
+    gateway_config,
+    landed_files,
+    landed_rows,
+    meter,
+    process_env_for,
+    run_cli,
+    serve_in_thread,
+    spool_lines,
+    vehicle,
+)
 
 
 @pytest.fixture
@@ -93,35 +47,10 @@ def offline_settings(landing: Path, tmp_path: Path) -> Settings:
     return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
 
 
-def gateway_config(settings: Settings, **changes: Any) -> GatewayConfig:
-    config = GatewayConfig(
-        settings=settings, spool_dir=settings.landing_dir / "_gateway_spool", roll_seconds=3600
-    )
-    return replace(config, **changes)
-
-
 @pytest.fixture
 def gateway(offline_settings: Settings) -> Iterator[RunningGateway]:
     with serve_in_thread(gateway_config(offline_settings)) as running:
         yield running
-
-
-def landed_files(landing: Path, stream: str) -> list[Path]:
-    return sorted((landing / stream / "http").glob("*.parquet"))
-
-
-def landed_rows(landing: Path, stream: str) -> list[dict]:
-    return [
-        row for path in landed_files(landing, stream) for row in pq.read_table(path).to_pylist()
-    ]
-
-
-def spool_lines(config: GatewayConfig, stream: str) -> list[bytes]:
-    return [
-        line
-        for path in sorted((config.spool_dir / stream).glob("*.jsonl"))
-        for line in path.read_bytes().splitlines()
-    ]
 
 
 # --- each endpoint --------------------------------------------------------------------------
@@ -348,156 +277,9 @@ def test_a_failed_fsync_answers_503_and_the_next_request_gets_a_fresh_segment(
 # --- crash and recovery ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def process_env(landing: Path, tmp_path: Path) -> dict[str, str]:
-    variables = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ENERGY_") and k not in ("PORT", "DATABASE_URL")
-    }
-    variables.update(
-        ENERGY_LANDING_DIR=str(landing),
-        ENERGY_STATE_DIR=str(tmp_path / "state"),
-        ENERGY_SETTLE_SECONDS="0",
-        ENERGY_GATEWAY_ROLL_SECONDS="3600",
-    )
-    return variables
-
-
-def start_gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`energy-pipelines gateway` as its own process, on the port PORT names."""
-    port = free_port()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "energy_pipelines.cli", "gateway"],
-            env={**env, "PORT": str(port)},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the gateway did not come up"
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "energy_pipelines.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def test_kill_9_after_202s_then_restart_loads_every_accepted_record_exactly_once(
-    db, database_url: str, process_env: dict[str, str], landing: Path, tmp_path: Path
-) -> None:
-    env = {**process_env, "DATABASE_URL": database_url}
-    log = tmp_path / "gateway.log"
-    process, url = start_gateway(env, log)
-
-    def send(i: int) -> int:
-        with httpx.Client(base_url=url) as client:
-            if i % 4 == 0:  # some single objects among the batches
-                answer = client.post(VEHICLE_URL, json=vehicle(f"v-{i}", i % 60))
-            else:
-                answer = client.post(METER_URL, json=[meter(f"m-{i}", j) for j in range(25)])
-            assert answer.status_code == 202
-            return answer.json()["accepted"]
-
-    with ThreadPoolExecutor(6) as pool:
-        accepted = sum(pool.map(send, range(40)))
-    process.kill()  # SIGKILL right after the last 202: no shutdown, no roll
-    assert process.wait(timeout=10) == -signal.SIGKILL
-    assert accepted == 30 * 25 + 10
-    assert not landed_files(landing, "meter"), "nothing should have been rolled yet"
-
-    process, url = start_gateway(env, log)
-    # Recovery landed the spool before the gateway answered anything.
-    assert sum(pq.read_metadata(p).num_rows for p in landed_files(landing, "meter")) == 750
-    assert sum(pq.read_metadata(p).num_rows for p in landed_files(landing, "vehicle")) == 10
-    more = httpx.post(url + METER_URL, json=[meter("m-after", j) for j in range(5)])
-    assert more.status_code == 202
-    process.send_signal(signal.SIGTERM)
-    # uvicorn shuts down gracefully (the spool rolls), then re-raises the signal.
-    assert process.wait(timeout=30) == -signal.SIGTERM
-
-    done = run_cli("ingest", env=env)
-    assert done.returncode == 0, done.stderr
-    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(755,)]
-    assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(10,)]
-    # Landed once: no file skipped as a copy, no row seen twice, nothing quarantined.
-    assert query(
-        db,
-        "SELECT status, sum(rows_duplicate)::bigint, sum(rows_rejected)::bigint"
-        " FROM ingested_files GROUP BY 1",
-    ) == [("loaded", 0, 0)]
-
-
-@pytest.mark.parametrize(
-    "point", ["gateway_roll_staged", "gateway_roll_segment_deleted", "gateway_roll_published"]
-)
-def test_a_crash_inside_the_roll_never_loses_or_doubles_a_record(
-    process_env: dict[str, str], landing: Path, tmp_path: Path, point: str
-) -> None:
-    log = tmp_path / "gateway.log"
-    crashing = {**process_env, "ENERGY_CRASH_AT": point, "ENERGY_GATEWAY_ROLL_SECONDS": "0.2"}
-    process, url = start_gateway(crashing, log)
-    sent = [meter(f"m-{i}", i % 60) for i in range(30)]
-    assert httpx.post(url + METER_URL, json=sent).status_code == 202
-    assert process.wait(timeout=20) == -signal.SIGKILL  # killed itself at the crash point
-    process, url = start_gateway(process_env, log)
-    try:
-        assert landed_rows(landing, "meter") == sent
-        leftovers = [p.name for p in (landing / "meter" / "http").iterdir() if p.name[0] == "."]
-        assert leftovers == []
-        assert not [p for p in (landing / "_gateway_spool" / "meter").iterdir() if p.stat().st_size]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    assert landed_rows(landing, "meter") == sent
-
-
-def test_recovery_skips_a_torn_last_line(offline_settings: Settings, landing: Path) -> None:
-    config = gateway_config(offline_settings)
-    segment_dir = config.spool_dir / "meter"
-    segment_dir.mkdir(parents=True)
-    whole = json.dumps([meter("m-1", 0), meter("m-1", 1)]).encode() + b"\n"
-    torn = json.dumps(meter("m-1", 2)).encode()[:-7]  # a crash mid-append, never acknowledged
-    (segment_dir / "20260101T000000000000Z-0badc0de-000001.jsonl").write_bytes(whole + torn)
-    spool = Spool(config)
-    landed = spool.open()
-    spool.close()
-    assert len(landed) == 1
-    assert landed_rows(landing, "meter") == [meter("m-1", 0), meter("m-1", 1)]
-
-
-def test_a_second_gateway_on_the_same_spool_is_refused(
-    offline_settings: Settings, process_env: dict[str, str], tmp_path: Path
-) -> None:
-    with serve_in_thread(gateway_config(offline_settings)):
-        process = subprocess.run(
-            [sys.executable, "-m", "energy_pipelines.cli", "gateway", "--port", str(free_port())],
-            env=process_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert process.returncode != 0
-    assert "another gateway is using the spool" in process.stdout + process.stderr
+    return process_env_for(landing, tmp_path)
 
 
 # --- the OpenAPI document -------------------------------------------------------------------

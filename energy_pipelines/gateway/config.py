@@ -43,6 +43,9 @@ class GatewayConfig:
     db_retries: int = DEFAULT_DB_RETRIES
     keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    # Refuse (422) a body with a value that breaks a rule of the file contract, instead of
+    # leaving the rules to the pipeline (which quarantines such rows).
+    check_values: bool = False
 
     @property
     def landing_dir(self) -> Path:
@@ -79,4 +82,17 @@ class GatewayConfig:
             read_timeout_seconds=float_env(
                 "ENERGY_GATEWAY_READ_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT_SECONDS, 0.001
             ),
+            check_values=flag_env("ENERGY_GATEWAY_CHECK_VALUES"),
         )
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def flag_env(name: str) -> bool:
+    """A yes/no setting (unset: no), with a message naming the variable when it is neither."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise ValueError(f"{name}={raw!r} must be one of: {', '.join(_TRUE + _FALSE[1:])}")
+    return raw in _TRUE

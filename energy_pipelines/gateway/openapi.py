@@ -1,51 +1,33 @@
-"""OpenAPI pieces of the gateway: request bodies are read and checked by hand (for speed), so their
-schemas are declared here rather than derived from pydantic models."""
+"""The gateway's OpenAPI document. Ingestion bodies are read and checked by hand (for speed), so
+FastAPI does not see their models: their schemas come from the request models generated from the
+contract (models.py) and are declared here, beside the shapes of the answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from energy_pipelines.contract import CORRELATION, METER, VEHICLE, Stream
-from energy_pipelines.gateway.shape import field_types
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
-READING_SCHEMA_NAMES = {
-    METER.name: "MeterReading",
-    VEHICLE.name: "VehicleReading",
-    CORRELATION.name: "Correlation",
-}
-_EXAMPLES: dict[str, Any] = {
-    "meterId": "m-1",
-    "vehicleId": "v-1",
-    "kwhConsumedAc": 0.42,
-    "kwhDeliveredDc": 0.37,
-    "voltage": 231.5,
-    "soc": 64.0,
-    "batteryTemp": 28.5,
-    "timestamp": "2026-02-11T10:30:00Z",
-}
+from energy_pipelines.contract import STREAMS, Stream
+from energy_pipelines.gateway.config import GatewayConfig
+from energy_pipelines.gateway.models import READING_SCHEMA_NAMES, reading_model
+from energy_pipelines.settings import ValidationLimits
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _reading_schema(stream: Stream) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for name, wanted in field_types(stream):
-        if wanted == "number":
-            properties[name] = {"type": "number", "example": _EXAMPLES[name]}
-        else:
-            properties[name] = {"type": "string", "example": _EXAMPLES[name]}
-    return {
-        "type": "object",
-        "required": [name for name, _ in field_types(stream)],
-        "properties": properties,
-        "description": (
-            f"One {stream.name} record. Only the JSON types are checked here; value rules "
-            "(ranges, ISO-8601 timestamps, non-blank ids) are applied by the pipeline, which "
-            "quarantines rows that break them."
-        ),
-    }
+def reading_schemas(limits: ValidationLimits, checked: bool) -> dict[str, Any]:
+    """The request models' schemas, generated from the contract (models.reading_model)."""
+    schemas: dict[str, Any] = {}
+    for stream in STREAMS.values():
+        model = reading_model(stream, limits, checked)
+        schemas[READING_SCHEMA_NAMES[stream.name]] = model.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/{model}"
+        )
+    return schemas
 
 
 def _error_schema(with_items: bool = False) -> dict[str, Any]:
@@ -81,8 +63,7 @@ def _error_schema(with_items: bool = False) -> dict[str, Any]:
 
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
-COMPONENT_SCHEMAS: dict[str, Any] = {
-    **{READING_SCHEMA_NAMES[s.name]: _reading_schema(s) for s in (METER, VEHICLE, CORRELATION)},
+RESPONSE_SCHEMAS: dict[str, Any] = {
     "Accepted": {
         "type": "object",
         "required": ["accepted"],
@@ -151,8 +132,8 @@ def ingestion_request_body(stream: Stream) -> dict[str, Any]:
     }
 
 
-def ingestion_responses(with_token: bool) -> dict[int | str, dict[str, Any]]:
-    responses: dict[int | str, dict[str, Any]] = {
+def ingestion_responses() -> dict[int | str, dict[str, Any]]:
+    return {
         202: {"description": "Durable in the spool (fsynced)", "content": json_content("Accepted")},
         400: {
             "description": "Malformed JSON, a missing field or a wrong JSON type; nothing accepted",
@@ -164,7 +145,44 @@ def ingestion_responses(with_token: bool) -> dict[int | str, dict[str, Any]]:
             "content": json_content("Error"),
         },
     }
-    if with_token:
-        responses[401] = {"description": "Missing or wrong bearer token"}
-        responses[401]["content"] = json_content("Error")
+
+
+def configured_ingestion_responses(config: GatewayConfig) -> dict[int | str, dict[str, Any]]:
+    """Answers the ingestion routes give only with some settings: 401 with a token, 422 when
+    the gateway checks values."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    if config.token:
+        responses[401] = {
+            "description": "Missing or wrong bearer token",
+            "content": json_content("Error"),
+        }
+    if config.check_values:
+        responses[422] = {
+            "description": "A value breaks a rule of the file contract; nothing accepted",
+            "content": json_content("ShapeError"),
+        }
     return responses
+
+
+def install(app: FastAPI, config: GatewayConfig) -> None:
+    """The app's OpenAPI document: FastAPI's, with the request and response schemas above."""
+    components = {**reading_schemas(config.settings.limits, config.check_values)}
+    components.update(RESPONSE_SCHEMAS)
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for path in schema["paths"].values():
+                for parameter in path.get("get", {}).get("parameters", []):
+                    if parameter["name"] == "asOf":  # a time, not FastAPI's "string or null"
+                        parameter["schema"] = {"type": "string", "format": "date-time"}
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]

@@ -4,12 +4,8 @@ Accepted request bodies are appended, one line per request, to the active segmen
 stream (`<spool>/<stream>/<name>.jsonl`). A committer thread per stream fdatasyncs the segment
 and only then releases the requests it covers (group commit). Every N seconds or M records the
 committer seals the segment and opens a new one; a roller thread turns sealed segments into
-landing files:
-
-1. write `<landing>/<stream>/http/.<name>.partial`, fsync, rename to `.<name>.parquet` (staged,
-   complete; hidden from discovery by the leading dot), fsync the folder;
-2. delete the segment and fsync the spool folder: from here the staged file is the only copy;
-3. rename `.<name>.parquet` to `<name>.parquet` (published), fsync the folder.
+landing files in three fsynced steps (roll.py: staged hidden file, segment deleted, file
+published).
 
 After a crash, a segment that still exists is rolled again from scratch (its staged or partial
 file is discarded first), and a staged file whose segment is gone is published. At every point
@@ -35,17 +31,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from energy_pipelines.contract import STREAM_ORDER, Stream
-from energy_pipelines.faults import crash_point
 from energy_pipelines.gateway.config import GatewayConfig
-from energy_pipelines.gateway.shape import ShapeError, records_of_body, records_to_table
+from energy_pipelines.gateway.roll import HTTP_FOLDER, SEGMENT_SUFFIX, SegmentRoller, fsync_dir
 
 log = logging.getLogger(__name__)
 
-SEGMENT_SUFFIX = ".jsonl"
-HTTP_FOLDER = "http"
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
@@ -55,14 +46,6 @@ class SpoolUnavailable(RuntimeError):
 
 class SpoolLocked(RuntimeError):
     pass
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -80,25 +63,6 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
             future.set_result(None)
         else:
             future.set_exception(error)
-
-
-def read_segment(path: Path, stream: Stream) -> tuple[list[dict[str, Any]], int]:
-    """The records of a segment and the number of lines skipped.
-
-    Only a line ending in a newline counts: a torn tail (or a line garbled by a crash) was
-    never fsynced, so never acknowledged."""
-    lines = path.read_bytes().split(b"\n")
-    lines.pop()
-    records: list[dict[str, Any]] = []
-    skipped = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            records.extend(records_of_body(line, stream))
-        except ShapeError:
-            skipped += 1
-    return records, skipped
 
 
 @dataclass(eq=False)
@@ -124,7 +88,9 @@ class StreamSpool:
         self.spool = spool
         self.stream = stream
         self.folder = spool.root / stream.name
-        self.http_dir = spool.config.landing_dir / stream.name / HTTP_FOLDER
+        self.roller = SegmentRoller(
+            stream, self.folder, spool.config.landing_dir / stream.name / HTTP_FOLDER
+        )
         self._cond = threading.Condition()
         self._active: Segment | None = None
         self._counter = 0
@@ -263,67 +229,6 @@ class StreamSpool:
         segment = self._active
         return segment.records if segment is not None else 0
 
-    # Rolling: called by the roller thread, or by recovery before any thread starts.
-
-    def segment_path(self, name: str) -> Path:
-        return self.folder / f"{name}{SEGMENT_SUFFIX}"
-
-    def roll(self, name: str) -> Path | None:
-        """Turn a sealed segment into a landing file; see the module docstring for the steps."""
-        segment = self.segment_path(name)
-        staged = self.http_dir / f".{name}.parquet"
-        if not segment.exists():
-            # A retry after step 2: the staged file is the only copy left (if any).
-            return self.publish(staged) if staged.exists() else None
-        records, skipped = read_segment(segment, self.stream)
-        if skipped:
-            log.warning("%s: skipped %d torn or unreadable line(s)", segment, skipped)
-        if records:
-            partial = self.http_dir / f".{name}.partial"
-            table = records_to_table(records, self.stream)
-            with partial.open("wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, staged)
-            fsync_dir(self.http_dir)
-            crash_point("gateway_roll_staged")
-        segment.unlink()
-        fsync_dir(self.folder)
-        crash_point("gateway_roll_segment_deleted")
-        return self.publish(staged) if records else None
-
-    def publish(self, staged: Path) -> Path:
-        final = staged.with_name(staged.name.removeprefix("."))
-        counter = 0
-        while final.exists():  # never overwrite: names are unique, but a copy may have come in
-            counter += 1
-            final = staged.with_name(staged.name.removeprefix(".").replace(".", f"-{counter}.", 1))
-        os.rename(staged, final)
-        fsync_dir(self.http_dir)
-        crash_point("gateway_roll_published")
-        return final
-
-    def recover(self) -> list[Path]:
-        """Land what a crashed or stopped gateway left, before accepting anything new."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.http_dir.mkdir(parents=True, exist_ok=True)
-        landed: list[Path] = []
-        mine = f"-{self.spool.spool_id}-"
-        for segment in sorted(self.folder.glob(f"*{SEGMENT_SUFFIX}")):
-            name = segment.name.removesuffix(SEGMENT_SUFFIX)
-            # The segment still exists, so any staged file of it was never published.
-            for leftover in (f".{name}.partial", f".{name}.parquet"):
-                (self.http_dir / leftover).unlink(missing_ok=True)
-            path = self.roll(name)
-            if path is not None:
-                landed.append(path)
-        for staged in sorted(self.http_dir.glob(f".*{mine}*.parquet")):
-            landed.append(self.publish(staged))
-        for partial in self.http_dir.glob(f".*{mine}*.partial"):
-            partial.unlink(missing_ok=True)
-        return landed
-
 
 class Spool:
     """All streams' spools, the roller thread, and the lock that keeps one gateway per spool."""
@@ -376,7 +281,7 @@ class Spool:
         self._take_lock()
         try:
             self.spool_id = self._load_spool_id()
-            landed = [path for s in self.streams.values() for path in s.recover()]
+            landed = [p for s in self.streams.values() for p in s.roller.recover(self.spool_id)]
             for stream_spool in self.streams.values():
                 stream_spool.start()
         except BaseException:
@@ -411,7 +316,7 @@ class Spool:
             delay = 0.5
             while True:
                 try:
-                    stream_spool.roll(name)
+                    stream_spool.roller.roll(name)
                     self.rolled_files += 1
                     self.last_roll_error = None
                     break
