@@ -1,5 +1,5 @@
 """Dagster definitions: thin wiring around the stage functions. `energy-pipelines ui` shows them
-(`dg dev -w workspace.yaml`)."""
+(`dg dev -m energy_pipelines.defs`; by hand, `dg dev -w workspace.yaml`)."""
 
 import dagster as dg
 
