@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import psutil
+
 from energy_pipelines.dagster_home import dagster_home
 from energy_pipelines.settings import Settings
 
@@ -64,8 +66,8 @@ class _StopSignals:
     """Passes this process's stop signals to a process group: SIGINT the first time, SIGKILL
     after that or once the group has had STOP_GRACE_SECONDS to stop."""
 
-    def __init__(self, pgid: int) -> None:
-        self.pgid = pgid
+    def __init__(self) -> None:
+        self.pgid: int | None = None
         self.received = 0
         self.first_at: float | None = None
 
@@ -73,7 +75,17 @@ class _StopSignals:
         self.received += 1
         if self.first_at is None:
             self.first_at = time.monotonic()
-        _signal_group(self.pgid, signal.SIGINT if self.received == 1 else signal.SIGKILL)
+        self.pass_on()
+
+    def started(self, pgid: int) -> None:
+        """The group exists: a signal received while it was being started is passed on now."""
+        self.pgid = pgid
+        if self.received:
+            self.pass_on()
+
+    def pass_on(self) -> None:
+        if self.pgid is not None:
+            _signal_group(self.pgid, signal.SIGINT if self.received == 1 else signal.SIGKILL)
 
     def overdue(self) -> bool:
         return self.first_at is not None and time.monotonic() - self.first_at > STOP_GRACE_SECONDS
@@ -82,14 +94,16 @@ class _StopSignals:
 def _run_until_stopped(command: list[str], env: dict[str, str]) -> int:
     """Runs `command` in its own process group until it ends, passing stop signals on; returns
     once no process of the group is left."""
-    child = subprocess.Popen(command, env=env, process_group=0)
-    stop = _StopSignals(child.pid)
+    stop = _StopSignals()
     previous = {s: signal.signal(s, stop) for s in _STOP_SIGNALS}
     try:
+        child = subprocess.Popen(command, env=env, process_group=0)
+        stop.started(child.pid)
         while child.poll() is None:
             if stop.overdue():
                 _signal_group(child.pid, signal.SIGKILL)
             time.sleep(0.2)
+        # What `dg dev` started ends after it; left alone (it failed), a short grace.
         _wait_for_group(child.pid, STOP_GRACE_SECONDS if stop.received else 5.0)
     finally:
         for signum, handler in previous.items():
@@ -103,10 +117,8 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def group_members(pgid: int) -> list[int]:
+def _group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of a process group."""
-    import psutil
-
     members = []
     for process in psutil.process_iter(["status"]):
         try:
@@ -118,10 +130,9 @@ def group_members(pgid: int) -> list[int]:
 
 
 def _wait_for_group(pgid: int, grace: float) -> None:
-    """Until no process of the group is left (the services `dg dev` started end after it);
-    after `grace` seconds, SIGKILL to what is left."""
+    """Until no process of the group is left; after `grace` seconds, SIGKILL to what is."""
     deadline = time.monotonic() + grace
-    while group_members(pgid):
+    while _group_members(pgid):
         if time.monotonic() > deadline:
             _signal_group(pgid, signal.SIGKILL)
             deadline = time.monotonic() + 5.0
@@ -129,8 +140,6 @@ def _wait_for_group(pgid: int, grace: float) -> None:
 
 
 def _running(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
