@@ -16,6 +16,7 @@ from energy_pipelines.defs.ingestion.checks import (
     reconcile_results,
 )
 from energy_pipelines.defs.ingestion.metadata import (
+    RejectionReason,
     log_outcomes,
     materialization_metadata,
     needs_a_look,
@@ -99,7 +100,7 @@ def _materialization(
 ) -> dg.MaterializeResult:
     log_outcomes(context.log, stream, load.outcomes)
     landing_root = energy.settings().landing_dir
-    reasons: list[tuple[int, int, str, str, str]] = []
+    reasons: list[RejectionReason] = []
     if any(needs_a_look(o) for o in load.outcomes):
         with energy.connection() as conn:
             reasons = rejection_reasons(conn, load.outcomes, landing_root)

@@ -3,6 +3,7 @@ the asset's Plots tab charts them run after run), the per-file table and the rej
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -86,6 +87,16 @@ def stage_seconds(outcomes: Sequence[FileOutcome], index_seconds: float) -> dict
     return {**summed, "index": index_seconds}
 
 
+class RejectionReason(NamedTuple):
+    """One row of the rejection reasons table."""
+
+    rows: int
+    files: int
+    kind: str  # invalid, conflicting, or file (quarantined whole)
+    column: str
+    rule: str
+
+
 REASON_COLUMNS = (
     dg.TableColumn("rows", "int", description="rows rejected for this reason"),
     dg.TableColumn("files", "int"),
@@ -108,36 +119,36 @@ SELECT count(*) AS row_count, count(DISTINCT file_id) AS file_count, kind,
 
 def rejection_reasons(
     conn: Connection, outcomes: Sequence[FileOutcome], landing_root: Path
-) -> list[tuple[int, int, str, str, str]]:
+) -> list[RejectionReason]:
     """Why this run's rows and files were rejected, the most frequent reasons first: rows from
     the quarantine (rejected_rows), files quarantined whole from their manifest error."""
-    reasons: list[tuple[int, int, str, str, str]] = []
+    reasons: list[RejectionReason] = []
     with_rows = [o.file_id for o in outcomes if o.file_id and needs_a_look(o)]
     if with_rows:
         with conn.cursor() as cur:
             cur.execute(_REASONS_SQL, (with_rows, _REASONS_SHOWN))
-            reasons = [(int(r), int(f), k, c, rule) for r, f, k, c, rule in cur.fetchall()]
+            reasons = [
+                RejectionReason(int(rows), int(files), kind, column, rule)
+                for rows, files, kind, column, rule in cur.fetchall()
+            ]
         conn.rollback()
     whole: dict[str, list[FileOutcome]] = {}
     for o in outcomes:
         if o.manifest.status == "quarantined":
             whole.setdefault(_relative(o.manifest.error, landing_root), []).append(o)
     reasons += [
-        (sum(int(o.manifest.rows_read) for o in files), len(files), "file", "", error)
+        RejectionReason(
+            sum(int(o.manifest.rows_read) for o in files), len(files), "file", "", error
+        )
         for error, files in whole.items()
     ]
-    reasons.sort(key=lambda r: (-r[0], -r[1], r[2], r[3], r[4]))
+    reasons.sort(key=lambda r: (-r.rows, -r.files, r.kind, r.column, r.rule))
     return reasons[:_REASONS_SHOWN]
 
 
-def reasons_table(reasons: list[tuple[int, int, str, str, str]]) -> dg.TableMetadataValue:
+def reasons_table(reasons: list[RejectionReason]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(
-        records=[
-            dg.TableRecord(
-                {"rows": rows, "files": files, "kind": kind, "column": column, "rule": rule}
-            )
-            for rows, files, kind, column, rule in reasons
-        ],
+        records=[dg.TableRecord(reason._asdict()) for reason in reasons],
         schema=dg.TableSchema(columns=list(REASON_COLUMNS)),
     )
 
@@ -163,7 +174,7 @@ def log_outcomes(
 
 
 def materialization_metadata(
-    load: StreamLoad, landing_root: Path, reasons: list[tuple[int, int, str, str, str]]
+    load: StreamLoad, landing_root: Path, reasons: list[RejectionReason]
 ) -> dict[str, object]:
     outcomes, seconds = load.outcomes, load.seconds
     totals = {c: sum(int(getattr(o.manifest, c)) for o in outcomes) for c in COUNT_FIELDS}
