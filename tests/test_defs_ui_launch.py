@@ -19,10 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from energy_pipelines.dagster_home import DEFAULT_DAGSTER_HOME
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
 from tests.test_ui import _free_port, _graphql
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 DAY = "2026-02-11"
 
 
@@ -32,7 +32,7 @@ def ui_env(tmp_path: Path, landing: Path) -> dict[str, str]:
     DATABASE_URL (the embedded PostgreSQL under ENERGY_STATE_DIR)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((DEFAULT_DAGSTER_HOME / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO_ROOT / ".dagster_home" / "dagster.yaml").read_text())
     env = {
         k: v
         for k, v in os.environ.items()
