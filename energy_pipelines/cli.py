@@ -40,8 +40,8 @@ def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     stages = dict.fromkeys(("read", "validate", "transform", "load", "index"), 0.0)
     hot = 0.0
     for event in result.asset_materializations_for_node("load_landing_files"):  # type: ignore[attr-defined]
-        for stage, value in event.metadata["stage_seconds"].value.items():
-            stages[stage] += value
+        for stage in stages:
+            stages[stage] += event.metadata[f"{stage}_seconds"].value
     for event in result.asset_materializations_for_node("refresh_current_status"):  # type: ignore[attr-defined]
         hot = max(hot, event.metadata["seconds"].value)  # the streams refresh side by side
     return {
@@ -216,9 +216,11 @@ def refresh_daily(settings: Settings, instance: object | None) -> list | None:
                 advance_daily_watermark(conn, pending)
             return []
         from energy_pipelines.defs import defs
+        from energy_pipelines.defs.analytics.partitions import add_day_partitions
 
         job = defs.resolve_job_def("daily_analytics_job")
         instance = instance or _dagster_instance()
+        add_day_partitions(instance, pending.days)
         for day in pending.days:
             result = job.execute_in_process(
                 partition_key=day.isoformat(),
@@ -256,10 +258,13 @@ def run_quality(settings: Settings, day: str | None) -> int:
     from datetime import UTC
 
     from energy_pipelines.defs import defs
+    from energy_pipelines.defs.analytics.partitions import add_day_partitions
 
     key = day or datetime.now(UTC).date().isoformat()
+    instance = _dagster_instance()
+    add_day_partitions(instance, [datetime.fromisoformat(key).date()])
     result = defs.resolve_job_def("daily_quality_job").execute_in_process(
-        partition_key=key, run_config=QUIET_LOGS, raise_on_error=False, instance=_dagster_instance()
+        partition_key=key, run_config=QUIET_LOGS, raise_on_error=False, instance=instance
     )
     if not result.success:
         return _report_failure(result)
@@ -461,22 +466,11 @@ def _print_demo_tables(settings: Settings, day: Any) -> None:
     )
 
 
-def ui_command(extra_args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """`dagster dev` on the package's definitions and on the instance the CLI writes to."""
-    from energy_pipelines.dagster_home import dagster_home
-
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
-    definitions = ["-m", "energy_pipelines.defs", "-a", "defs"]
-    return [sys.executable, "-m", "dagster", "dev", *definitions, *extra_args], env
-
-
 def run_ui(extra_args: list[str]) -> int:
-    command, env = ui_command(extra_args)
-    print(f"Dagster UI and daemon on the instance in {env['DAGSTER_HOME']}; Ctrl-C stops both")
-    sys.stdout.flush()
-    # Replaced by `dagster dev`: Ctrl-C and SIGTERM reach it directly and it stops its children.
-    os.execve(command[0], command, env)
-    return 0  # not reached
+    """`dg dev` until Ctrl-C; the embedded PostgreSQL it started stops with it (ui.py)."""
+    from energy_pipelines.ui import run_ui as run_dg_dev
+
+    return run_dg_dev(extra_args)
 
 
 GATEWAY_PORT = 8000
@@ -598,12 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulation_options(demo, meters=20, minutes=0)
     demo.add_argument("--landing", help="landing root (default: $ENERGY_LANDING_DIR or ./landing)")
 
-    # Every argument after `ui` (-p 3001, --help) goes to `dagster dev`.
+    # Every argument after `ui` (-p 3001, --help) goes to `dg dev`.
     commands.add_parser(
         "ui",
         add_help=False,
-        help="the Dagster UI and daemon (dagster dev) on the instance the CLI writes to: "
-        "$DAGSTER_HOME when exported, else .dagster_home/ in the working folder",
+        help="the Dagster UI, daemon and code server (dg dev) on the instance the CLI writes "
+        "to: $DAGSTER_HOME when exported, else .dagster_home/ in the working folder; Ctrl-C "
+        "stops them and the embedded PostgreSQL they used",
     )
 
     gateway = commands.add_parser(

@@ -383,7 +383,7 @@ def test_stored_and_new_readings_interleaved_in_a_batch_are_told_apart_exactly(
 def test_the_run_shows_files_that_need_a_look_first_and_bounds_the_rest() -> None:
     from datetime import datetime
 
-    from energy_pipelines.defs.ingestion.assets import _TABLE_FILES, _needs_a_look, _table_files
+    from energy_pipelines.defs.ingestion.metadata import _TABLE_FILES, _table_files, needs_a_look
     from energy_pipelines.ingest import FileOutcome
     from energy_pipelines.load.manifest import ManifestRow
 
@@ -397,7 +397,7 @@ def test_the_run_shows_files_that_need_a_look_first_and_bounds_the_rest() -> Non
     shown = _table_files([*clean[:10], odd[0], *clean[10:], odd[1]])
     assert [o.manifest.path for o in shown[:2]] == ["meter/x.csv", "meter/y.csv"]
     assert len(shown) == _TABLE_FILES
-    assert [_needs_a_look(o) for o in (clean[0], *odd)] == [False, True, True]
+    assert [needs_a_look(o) for o in (clean[0], *odd)] == [False, True, True]
 
 
 def test_streams_loaded_in_worker_processes_count_every_file_like_threads(

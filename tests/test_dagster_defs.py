@@ -415,8 +415,8 @@ def test_fresh_data_names_clock_skew_with_its_offset(
 def test_the_fleet_chart_follows_daily_partitions_on_its_own(
     db, database_url: str, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The daily asset has a partition for every day since ENERGY_FIRST_DAY, nearly all never
-    # materialized: the chart must still be requested once a day's partition changes, by a
+    # A day's partition exists from the load that touched it, and one whose daily run failed
+    # stays missing: the chart must still be requested once a day's partition changes, by a
     # sensor that is on without a click in the UI.
     monkeypatch.setenv("DATABASE_URL", database_url)
     sensor = defs.get_sensor_def("fleet_chart_automation")

@@ -20,8 +20,8 @@ import dagster as dg
 import pytest
 from dagster._core.secrets.env_file import get_env_var_dict
 
-from energy_pipelines.cli import ui_command
 from energy_pipelines.dagster_home import dagster_home
+from energy_pipelines.ui import ui_command
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, cli, write_csv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def test_the_operators_dagster_home_wins_over_the_working_folders(
     assert ui_env["DAGSTER_HOME"] == str(tmp_path / ".dagster_home")
     assert command == [
         sys.executable,
-        *("-m", "dagster", "dev", "-m", "energy_pipelines.defs", "-a", "defs"),
+        *("-m", "dagster_dg_cli.cli", "dev", "-m", "energy_pipelines.defs", "-a", "defs"),
         *("-p", "3001"),
     ]
 

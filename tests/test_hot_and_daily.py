@@ -466,12 +466,12 @@ def test_the_agreement_check_reads_hourly_totals_and_catches_a_status_moved_back
         [meter("m-1", 0.5, f"2026-02-{d}T10:{m:02d}:00Z") for d in (10, 11) for m in (5, 7)],
     )
     refresh_status(db, METER)
-    result = _agrees_with_history(db, METER)
+    result = _agrees_with_history(db, METER, "test")  # the run that loaded the file
     assert result.passed
     with db.cursor() as cur:
         cur.execute("UPDATE meter_current_status SET ts = ts - interval '2 minutes'")
     db.commit()
-    moved_back = _agrees_with_history(db, METER)
+    moved_back = _agrees_with_history(db, METER, "test")
     assert not moved_back.passed
     assert moved_back.metadata["devices_disagreeing (first 20)"].value == "m-1"
     # Its cost and locks do not grow with history: no history partition is read.
@@ -481,7 +481,8 @@ def test_the_agreement_check_reads_hourly_totals_and_catches_a_status_moved_back
         cur.execute(
             _DISAGREEING_SQL.format(
                 device="meter_id", status="meter_current_status", totals="meter_hourly_totals"
-            )
+            ),
+            (["m-1"],),
         )
         cur.fetchall()
         cur.execute(

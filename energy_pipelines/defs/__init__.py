@@ -1,17 +1,23 @@
-"""Dagster definitions: thin wiring around the stage functions. `dagster dev -w workspace.yaml`."""
+"""Dagster definitions: thin wiring around the stage functions. `energy-pipelines ui` shows them
+(`dg dev -m energy_pipelines.defs`; by hand, `dg dev -w workspace.yaml`)."""
 
 import dagster as dg
 
 from energy_pipelines.defs.analytics.assets import (
     DAILY_ASSETS,
     QUALITY_ASSETS,
+    chart_automation,
     fleet_efficiency_chart,
 )
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.sensors import build_daily_sensor
 from energy_pipelines.defs.hot_store.assets import STATUS_ASSETS, refresh_current_status
 from energy_pipelines.defs.hot_store.checks import STATUS_CHECKS
-from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS, load_landing_files
+from energy_pipelines.defs.ingestion.assets import (
+    HISTORY_ASSETS,
+    LANDING_SPECS,
+    load_landing_files,
+)
 from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
 from energy_pipelines.defs.maintenance.jobs import retention_job, retention_schedule
 from energy_pipelines.defs.resources import EnergyStorage
@@ -42,17 +48,9 @@ daily_quality_job = dg.define_asset_job(
     description="Recompute one UTC day of daily_device_quality (and a day beside it if needed).",
 )
 
-# Dagster's default automation sensor starts stopped: this one is on, so the chart follows the
-# daily partitions without a click in the UI.
-chart_automation = dg.AutomationConditionSensorDefinition(
-    "fleet_chart_automation",
-    target=dg.AssetSelection.assets(fleet_efficiency_chart),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Refreshes fleet_efficiency_chart after daily partitions change.",
-)
-
 defs = dg.Definitions(
     assets=[
+        *LANDING_SPECS.values(),
         load_landing_files,
         refresh_current_status,
         *DAILY_ASSETS,

@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import dagster as dg
 
@@ -27,9 +26,6 @@ class EnergyStorage(dg.ConfigurableResource):
         if self.settle_seconds is not None:
             settings = replace(settings, settle_seconds=self.settle_seconds)
         return settings
-
-    def landing_root(self) -> Path:
-        return self.settings().landing_dir
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:

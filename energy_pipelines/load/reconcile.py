@@ -13,8 +13,7 @@ from energy_pipelines.contract import Stream
 from energy_pipelines.load.database import Connection
 
 _MANIFEST_SQL = """
-SELECT f.file_id, f.path, f.rows_read, f.rows_loaded, f.rows_rejected, f.rows_duplicate,
-       f.rows_conflicting, f.min_ts, f.max_ts,
+SELECT f.file_id, f.path, f.rows_loaded, f.rows_rejected, f.rows_conflicting, f.min_ts, f.max_ts,
        (SELECT count(DISTINCT r.row_number) FROM rejected_rows r
          WHERE r.file_id = f.file_id AND r.kind = 'invalid') AS in_quarantine_invalid,
        (SELECT count(*) FROM rejected_rows r
@@ -65,8 +64,9 @@ def _history_counts(cur: Any, stream: Stream, files: pl.DataFrame) -> pl.DataFra
 
 
 def reconcile_run(conn: Connection, stream: Stream, run_id: str) -> Reconciliation:
-    """For each file the run loaded: rows_read = loaded + rejected + duplicate + conflicting, and
-    history and quarantine hold exactly the loaded, rejected and conflicting rows."""
+    """For each file the run loaded, history and quarantine hold exactly its loaded, rejected and
+    conflicting rows (its counts add up to rows_read by the manifest's CHECK, so that sum is not
+    tested here)."""
     with conn.cursor() as cur:
         cur.execute(_MANIFEST_SQL, (run_id, stream.name))
         files = cur.fetch_polars()

@@ -1,6 +1,5 @@
 """Daily efficiency per vehicle and usage per meter, one UTC day per partition."""
 
-import base64
 from datetime import date
 
 import dagster as dg
@@ -24,6 +23,7 @@ from energy_pipelines.defs.analytics.checks import (
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.analytics.quality_assets import daily_device_quality
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
+from energy_pipelines.defs.pictures import picture_metadata
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.defs.tables import markdown_table
 
@@ -112,9 +112,9 @@ def daily_meter_usage(
     return dg.MaterializeResult(metadata={"dagster/row_count": rows})
 
 
-# Eager, but not held back by missing upstream days: the daily asset has a partition for every
-# day since ENERGY_FIRST_DAY and most of them are never materialized, so eager()'s "no parent
-# missing" would never let the chart refresh.
+# Eager, but not held back by missing upstream days: a day's partition exists from the load
+# that touched it, before the daily run that fills it (and a day that run failed stays
+# missing), and eager()'s "no parent missing" would hold the chart back meanwhile.
 CHART_AFTER_DAILY_CHANGES = dg.AutomationCondition.eager().without(
     ~dg.AutomationCondition.any_deps_missing()
 )
@@ -145,10 +145,9 @@ def fleet_efficiency_chart(
     path.write_bytes(png)
     worst = worst_vehicles(daily)
     total, with_ratio = vehicle_days(daily)
-    encoded = base64.b64encode(png).decode()
     return dg.MaterializeResult(
         metadata={
-            "chart": dg.MetadataValue.md(f"![fleet efficiency](data:image/png;base64,{encoded})"),
+            **picture_metadata(context, "chart", png, "fleet efficiency", str(path)),
             "path": dg.MetadataValue.path(str(path)),
             "title": chart_title(daily),
             "vehicle_days": total,
@@ -163,6 +162,15 @@ def fleet_efficiency_chart(
         }
     )
 
+
+# Dagster's default automation sensor starts stopped: this one is on, so the chart follows the
+# daily partitions without a click in the UI.
+chart_automation = dg.AutomationConditionSensorDefinition(
+    "fleet_chart_automation",
+    target=dg.AssetSelection.assets(fleet_efficiency_chart),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Refreshes fleet_efficiency_chart after daily partitions change.",
+)
 
 DAILY_ASSETS = [daily_vehicle_efficiency, daily_meter_usage]
 # Data quality reads a day's readings again (seconds for a full day of the fleet): its own job,

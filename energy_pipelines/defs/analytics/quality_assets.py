@@ -1,6 +1,5 @@
 """Data quality per device and UTC day (analytics/quality.py), one UTC day per partition."""
 
-import base64
 from datetime import date
 
 import dagster as dg
@@ -22,6 +21,7 @@ from energy_pipelines.defs.analytics.checks import (
 )
 from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
 from energy_pipelines.defs.ingestion.assets import HISTORY_ASSETS
+from energy_pipelines.defs.pictures import picture_metadata
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
 from energy_pipelines.load.database import resolve_database_url
 
@@ -73,7 +73,7 @@ def daily_device_quality(
         result = refresh_quality_day(conn, resolve_database_url(settings), day, settings)
         per_hour = read_folder_hours(conn, day)
     quiet = quiet_gateways(per_hour)
-    chart = base64.b64encode(render_coverage_png(per_hour, day)).decode()
+    chart = render_coverage_png(per_hour, day)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(result.rows.values()),
@@ -82,9 +82,7 @@ def daily_device_quality(
             "readings_read": result.readings_read,
             "devices_folded_again": result.devices_folded_again,
             "seconds": round(result.seconds, 3),
-            "coverage_chart": dg.MetadataValue.md(
-                f"![coverage by landing folder](data:image/png;base64,{chart})"
-            ),
+            **picture_metadata(context, "coverage_chart", chart, "coverage by landing folder"),
             "days_beside_refreshed": ", ".join(d.isoformat() for d in result.neighbours_refreshed)
             or "none",
         },

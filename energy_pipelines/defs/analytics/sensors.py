@@ -24,7 +24,7 @@ from energy_pipelines.analytics.daily_position import (
     days_not_refreshed,
     newest_file_ids,
 )
-from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS
+from energy_pipelines.defs.analytics.partitions import DAILY_PARTITIONS, day_keys
 from energy_pipelines.defs.resources import EnergyStorage
 from energy_pipelines.settings import Settings
 
@@ -80,7 +80,7 @@ def build_daily_sensor(job: Any, quality_job: Any) -> dg.SensorDefinition:
     ) -> dg.SensorResult:
         settings = energy.settings()
         cursor = DailyCursor.parse(context.cursor)
-        valid = set(DAILY_PARTITIONS.get_partition_keys())
+        first_day = date.fromisoformat(settings.first_day)
         with energy.connection() as conn:
             watermark = daily_watermarks(conn)
             newest = newest_file_ids(conn)
@@ -102,18 +102,25 @@ def build_daily_sensor(job: Any, quality_job: Any) -> dg.SensorDefinition:
                 again, reason = _undone(context, job, conn, settings, cursor)
             else:
                 cursor.retries, cursor.noticed_at = 0, None
-            runs = _requests(context, job, quality_job, new_days, _position(newest), "", valid)
+            runs = _requests(context, job, quality_job, new_days, _position(newest), "", first_day)
             if again:
                 position = _position(cursor.requested)
                 retry = f"-retry{cursor.retries}"
                 fresh = set(new_days)  # requested anew above with a newer position
                 undone = [d for d in again if d not in fresh]
-                runs += _requests(context, job, None, undone, position, retry, valid)
+                runs += _requests(context, job, None, undone, position, retry, first_day)
             cursor.requested = dict(newest)
         if runs:
-            return dg.SensorResult(run_requests=runs, cursor=cursor.dumps())
+            # The days' partitions exist before their runs are submitted (Dagster applies the
+            # partition requests of a tick first); a day the load already added stays as it is.
+            keys = sorted({r.partition_key for r in runs if r.partition_key})
+            return dg.SensorResult(
+                run_requests=runs,
+                dynamic_partitions_requests=[DAILY_PARTITIONS.build_add_request(keys)],
+                cursor=cursor.dumps(),
+            )
         if new_days:
-            reason = "the days the new files touched are outside the daily partitions"
+            reason = "the days the new files touched are all before ENERGY_FIRST_DAY"
         return dg.SensorResult(skip_reason=reason, cursor=cursor.dumps())
 
     return daily_analytics_sensor
@@ -166,13 +173,14 @@ def _requests(
     days: list[date],
     position: str,
     suffix: str,
-    valid: set[str],
+    first_day: date,
 ) -> list[dg.RunRequest]:
     requests = []
+    kept = set(day_keys(days, first_day))
     for day in days:
         key = day.isoformat()
-        if key not in valid:
-            context.log.warning(f"{key} is outside the daily partitions (ENERGY_FIRST_DAY)")
+        if key not in kept:
+            context.log.warning(f"{key} is before ENERGY_FIRST_DAY: no daily partition")
             continue
         requests.append(
             dg.RunRequest(

@@ -3,24 +3,30 @@ landing files side by side (one PostgreSQL session per stream, on a thread or in
 process: ingest/streams.py), each stream reconciled on its own session when it is done."""
 
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import date
 
 import dagster as dg
 
 from energy_pipelines.contract import STREAM_ORDER, STREAMS, Stream
+from energy_pipelines.defs.analytics.partitions import add_day_partitions
 from energy_pipelines.defs.ingestion.checks import (
     RECONCILE_SPECS,
     reconcile_check_key,
     reconcile_latest_run,
     reconcile_results,
 )
+from energy_pipelines.defs.ingestion.metadata import (
+    RejectionReason,
+    log_outcomes,
+    materialization_metadata,
+    needs_a_look,
+    rejection_reasons,
+)
 from energy_pipelines.defs.resources import POSTGRES_WRITES_POOL, EnergyStorage
-from energy_pipelines.ingest import FileOutcome
 from energy_pipelines.ingest.streams import StreamJob, StreamLoad, load_streams
 from energy_pipelines.load.reconcile import Reconciliation
 
 INGESTION_GROUP = "ingestion"
-COUNT_FIELDS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "rows_conflicting")
 
 
 class LandingSelection(dg.Config):
@@ -35,63 +41,38 @@ class LandingSelection(dg.Config):
         return [p for p in self.paths if p.startswith(stream.name + "/")]
 
 
-_LOGGED_FILES = 50
-# Rows of the per-file table: files that need a look first.
-_TABLE_FILES = 500
-
-
-def _needs_a_look(outcome: FileOutcome) -> bool:
-    m = outcome.manifest
-    return m.status != "loaded" or bool(m.rows_rejected or m.rows_conflicting or m.error)
-
-
-def _table_files(outcomes: list[FileOutcome]) -> list[FileOutcome]:
-    """The files the per-file table shows: those that need a look, then the others, at most
-    _TABLE_FILES (a run of thousands of gateway files has them all in the manifest)."""
-    ordered = [o for o in outcomes if _needs_a_look(o)] + [
-        o for o in outcomes if not _needs_a_look(o)
-    ]
-    return ordered[:_TABLE_FILES]
-
-
-# Outcome, counts and reason first, the path last: a long path must not push what happened to
-# the file out of sight. Paths are the manifest's, relative to the landing root.
-FILE_TABLE_COLUMNS = ("status", *COUNT_FIELDS, "error", "path")
-
-
-def _files_table(outcomes: list[FileOutcome], landing_root: Path) -> dg.TableMetadataValue:
-    # An OS error names the file by its full path: shown relative, like the path column.
-    root = f"{landing_root}/"
-    return dg.MetadataValue.table(
-        records=[
-            dg.TableRecord(
-                {
-                    "status": o.manifest.status,
-                    **{c: int(getattr(o.manifest, c)) for c in COUNT_FIELDS},
-                    "error": (o.manifest.error or "").replace(root, ""),
-                    "path": o.manifest.path,
-                }
-            )
-            for o in _table_files(outcomes)
-        ],
-        schema=dg.TableSchema(
-            columns=[
-                dg.TableColumn(
-                    c,
-                    "int" if c.startswith("rows_") else "string",
-                    description="relative to the landing root" if c == "path" else None,
-                )
-                for c in FILE_TABLE_COLUMNS
-            ]
+# The folders gateways write to: external source assets (Dagster never writes them), so the
+# lineage starts where the data does. landing_sensor watches them.
+LANDING_SPECS = {
+    stream.name: dg.AssetSpec(
+        key=dg.AssetKey(["landing", stream.name]),
+        group_name=INGESTION_GROUP,
+        kinds={"parquet", "csv"},
+        description=(
+            f"Files gateways drop under landing/{stream.name}/ in ENERGY_LANDING_DIR (any "
+            "sub-folder): .parquet, .csv or .csv.gz, written under a temporary name and then "
+            "renamed. Loaded files move to landing/_archive/, unreadable ones to "
+            "landing/_quarantine/."
         ),
+        metadata={
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn(f.file_name, f.kind, description=f"stored as {f.column}")
+                    for f in stream.fields
+                ]
+            ),
+        },
+        owners=["team:data-engineering"],
     )
-
+    for stream in STREAM_ORDER
+}
 
 HISTORY_SPECS = {
     stream.name: dg.AssetSpec(
         key=stream.table,
         group_name=INGESTION_GROUP,
         kinds={"polars", "pandera", "postgres"},
+        deps=[LANDING_SPECS[stream.name]],
         description=(
             f"Append-only {stream.name} history loaded from landing/{stream.name}/: validated "
             "with Pandera, deduplicated, COPY-loaded through ADBC; one transaction per file."
@@ -115,56 +96,17 @@ def _reconcile_only(
 
 
 def _materialization(
-    context: dg.AssetExecutionContext, stream: Stream, load: StreamLoad, landing_root: Path
+    context: dg.AssetExecutionContext, energy: EnergyStorage, stream: Stream, load: StreamLoad
 ) -> dg.MaterializeResult:
-    outcomes, seconds = load.outcomes, load.seconds
-    # A log line is an event in Dagster's storage: one per file would cost more than loading
-    # thousands of small gateway files. Files that need a look are logged (the first ones);
-    # every file is in the manifest and in the per-file table.
-    noteworthy = [o for o in outcomes if _needs_a_look(o)]
-    for o in noteworthy[:_LOGGED_FILES]:
-        m = o.manifest
-        context.log.info(
-            f"{m.path}: {m.status}, read {m.rows_read}, loaded {m.rows_loaded}, "
-            f"rejected {m.rows_rejected}, duplicate {m.rows_duplicate}, "
-            f"conflicting {m.rows_conflicting}" + (f" ({m.error})" if m.error else "")
-        )
-    context.log.info(
-        f"{stream.name}: {len(outcomes)} files, {len(outcomes) - len(noteworthy)} loaded clean"
-        + (f", {len(noteworthy)} with rejects, conflicts or another outcome" if noteworthy else "")
-    )
-    totals = {c: sum(int(getattr(o.manifest, c)) for o in outcomes) for c in COUNT_FIELDS}
-    extra = sorted({c for o in outcomes for c in o.manifest.extra_columns})
+    log_outcomes(context.log, stream, load.outcomes)
+    landing_root = energy.settings().landing_dir
+    reasons: list[RejectionReason] = []
+    if any(needs_a_look(o) for o in load.outcomes):
+        with energy.connection() as conn:
+            reasons = rejection_reasons(conn, load.outcomes, landing_root)
     return dg.MaterializeResult(
         asset_key=stream.table,
-        metadata={
-            "dagster/row_count": load.total_loaded,
-            "files": len(outcomes),
-            "files_quarantined": sum(o.manifest.status == "quarantined" for o in outcomes),
-            "files_skipped_duplicate": sum(
-                o.manifest.status == "skipped_duplicate" for o in outcomes
-            ),
-            **totals,
-            "rows_per_second": round(totals["rows_read"] / seconds, 1) if seconds else 0.0,
-            "seconds": round(seconds, 3),
-            # Where the time went: per-file stages summed over files, then the key index
-            # builds of the days and hours loaded without one (sql/009, sql/013).
-            "stage_seconds": {
-                **{
-                    stage: round(sum(o.stage_seconds.get(stage, 0.0) for o in outcomes), 3)
-                    for stage in ("read", "validate", "transform", "load")
-                },
-                "index": round(outcomes.index_seconds, 3),
-            },
-            "ignored_extra_columns": ", ".join(extra) or "none",
-            "days_touched": ", ".join(
-                sorted({d.isoformat() for o in outcomes for d in o.manifest.days_touched})
-            )
-            or "none",
-            "per_file": _files_table(outcomes, landing_root),
-            "per_file_rows_shown": min(len(outcomes), _TABLE_FILES),
-            "preview": dg.MetadataValue.md(load.preview),
-        },
+        metadata=materialization_metadata(load, landing_root, reasons),
     )
 
 
@@ -190,17 +132,26 @@ def load_landing_files(
     # Streams never share a lock or a table: they load side by side (ingest/streams.py).
     jobs = [StreamJob(s.name, config.for_stream(s), s in checked) for s in streams]
     failed: list[str] = []
+    days: set[date] = set()
     for job, load in load_streams(energy.settings(), jobs, context.run_id):
         stream = STREAMS[job.stream]
         if isinstance(load, Exception):
             failed.append(f"{stream.table}: {str(load).strip()}")
             continue
-        yield _materialization(context, stream, load, energy.settings().landing_dir)
+        yield _materialization(context, energy, stream, load)
+        days.update(
+            d
+            for o in load.outcomes
+            if o.manifest.status == "loaded"
+            for d in o.manifest.days_touched
+        )
         if stream in checked:
             yield from reconcile_results(context.log, stream, load.reconciliation, context.run_id)
     for stream in sorted(checked - set(streams), key=STREAM_ORDER.index):
         run_checked, reconciliation = _reconcile_only(energy, stream)
         yield from reconcile_results(context.log, stream, reconciliation, run_checked)
+    # The daily partitions are the days loaded data touched (partitions.py).
+    add_day_partitions(context.instance, days)
     if failed:
         # Loaded files stay loaded (one transaction each); the others wait for the next run.
         raise RuntimeError("; ".join(failed))
