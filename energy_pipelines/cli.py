@@ -288,6 +288,10 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     from energy_pipelines.bench import BenchSize, run_bench
     from energy_pipelines.load.database import resolve_database_url
 
+    if args.executor == "celery":
+        from energy_pipelines.bench_celery import run_from_args as run_celery
+
+        return run_celery(resolve_database_url(settings), settings.state_dir / "bench", args)
     if args.reads:
         from energy_pipelines.bench_reads import run_from_args
 
@@ -596,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--gateways", type=int, default=50, help="--live: gateway folders")
     bench.add_argument("--file-minutes", type=int, default=1, help="--live: minutes a file")
+    bench.add_argument(
+        "--executor", choices=("in_process", "celery"), help="celery: the units job on workers"
+    )
+    bench.add_argument(
+        "--workers", type=int, action="append", help="--executor celery: workers (1, 2 and 4)"
+    )
     bench.add_argument("--reads", action="store_true", help="the 24-hour summary over HTTP instead")
     bench.add_argument("--reuse-db", help="--reads: keep the history in this database, reuse it")
     bench.add_argument("--read-seconds", type=float, default=10.0, help="--reads: per phase")

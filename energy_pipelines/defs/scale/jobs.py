@@ -64,6 +64,7 @@ def load_unit_files(
             "seconds": round(result.seconds, 3),
             "cpu_seconds": round(result.cpu_seconds, 3),
             "worker": result.worker,
+            "started_at": result.started_at,
         },
     )
 
