@@ -9,6 +9,7 @@ SCALE_JOBS = [ingest_units_job]
 
 
 def landing_job(single_step_job: Any) -> Any:
-    """The job the landing sensor requests: the units job when ENERGY_EXECUTOR=celery (its
-    steps go to the workers), else the single-step ingest job."""
-    return ingest_units_job if executor_choice() == "celery" else single_step_job
+    """The job the landing sensor requests: the units job when ENERGY_EXECUTOR names a
+    distributed executor (celery, k8s: its steps go to workers or pods), else the single-step
+    ingest job."""
+    return single_step_job if executor_choice() == "in_process" else ingest_units_job

@@ -3,7 +3,7 @@ a broker that workers started with the same settings consume (`celery -A
 energy_pipelines.celery_app worker`, docs/scaling.md).
 
 Read from the environment, by the run's process and by every worker alike:
-ENERGY_EXECUTOR (in_process | celery), ENERGY_CELERY_BROKER (amqp://guest:guest@127.0.0.1:5672//),
+ENERGY_EXECUTOR (in_process | celery | k8s), ENERGY_CELERY_BROKER (amqp://guest:guest@127.0.0.1:5672//),
 ENERGY_CELERY_BACKEND (rpc://) and ENERGY_CELERY_QUEUE (dagster).
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import dagster as dg
 
 EXECUTOR_ENV = "ENERGY_EXECUTOR"
-EXECUTORS = ("in_process", "celery")
+# k8s: each step a Kubernetes Job (dagster-k8s, the `k8s` extra; deploy/k8s/).
+EXECUTORS = ("in_process", "celery", "k8s")
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
@@ -77,8 +78,13 @@ class CelerySettings:
 
 def units_executor() -> dg.ExecutorDefinition:
     """The executor ENERGY_EXECUTOR names, configured from the environment."""
-    if executor_choice() == "in_process":
+    choice = executor_choice()
+    if choice == "in_process":
         return dg.in_process_executor
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor  # configured by the run (deploy/k8s/run-config.yaml)
     from dagster_celery import celery_executor
 
     return celery_executor.configured(CelerySettings.from_env().executor_config())

@@ -57,7 +57,7 @@ def run_units_job(instance: dg.DagsterInstance, run_config: dict[str, Any]) -> A
     if executor_choice() == "celery":
         check_broker(CelerySettings.from_env())
     job = defs.resolve_job_def(UNITS_JOB)
-    if job.executor_def.name != ("celery" if executor_choice() == "celery" else "in_process"):
+    if job.executor_def.name != executor_choice():
         raise ValueError(
             f"{EXECUTOR_ENV} changed after the definitions were loaded in this process: "
             "set it before the first run"
