@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,7 +244,7 @@ def _session_paused(db, application_name: str) -> bool:  # type: ignore[no-untyp
     return paused > 0
 
 
-def _unit_committed(db, doomed: subprocess.Popen[bytes]) -> bool:  # type: ignore[no-untyped-def]
+def _unit_committed(db, doomed: subprocess.Popen[Any]) -> bool:  # type: ignore[no-untyped-def]
     """A unit's files are in the manifest and the worker is still alive (paused after its
     commit, before moving them)."""
     [(files,)] = query(db, "SELECT count(*) FROM ingested_files")
@@ -346,6 +347,9 @@ class Cuttable:
         for s in self.sockets:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+    def reopen(self) -> None:
+        self.open = True
 
     def close(self) -> None:
         self.cut()
@@ -455,3 +459,58 @@ def test_a_worker_without_its_database_refuses_to_start(
     assert lost.wait(timeout=60) == 3
     assert "is not reachable" in workers.log("lost")
     assert "ready." not in workers.log("lost")
+
+
+def test_a_broker_restart_mid_run_ends_the_run_and_leaves_no_file_half_loaded(
+    workers: Workers, celery_env: dict[str, str], db, landing: Path
+) -> None:
+    """Every connection to the broker (the run's and the workers') drops mid-run and the broker
+    comes back, as after a restart. The run completes or fails within a bounded time; every
+    manifest row reconciles; a second run loads what is left, each file once."""
+    relay = Cuttable()
+    through_relay = {
+        **celery_env,
+        "ENERGY_CELERY_BROKER": f"amqp://guest:guest@127.0.0.1:{relay.port}//",
+    }
+    try:
+        workers.env = through_relay
+        for name in ("w1", "w2"):
+            workers.start(name)
+        for name in ("w1", "w2"):
+            workers.wait_ready(name)
+        run = cli("ingest", "--executor", "celery", env=through_relay, wait=False)
+        try:
+            _wait(lambda: _unit_committed(db, run), 120, "a unit committed")
+            relay.cut()
+            time.sleep(1)
+            relay.reopen()
+            _, first_errors = run.communicate(timeout=180)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+                raise AssertionError("the run neither completed nor failed after the restart")
+        assert run.returncode == 0 or "ingest failed" in first_errors, first_errors[-3000:]
+        [(files, broken)] = query(
+            db,
+            "SELECT count(*), count(*) FILTER (WHERE rows_read <> rows_loaded + rows_rejected"
+            " + rows_duplicate + rows_conflicting) FROM ingested_files",
+        )
+        assert files > 0 and broken == 0
+        [(in_history, counted)] = query(
+            db,
+            "SELECT (SELECT count(*) FROM meter_readings_history)"
+            " + (SELECT count(*) FROM vehicle_readings_history),"
+            " (SELECT coalesce(sum(rows_loaded), 0)::bigint FROM ingested_files"
+            "  WHERE stream <> 'correlation')",
+        )
+        assert in_history == counted
+    finally:
+        relay.close()
+    workers.stop_all()
+    workers.env = celery_env
+    for name in ("w3", "w4"):
+        workers.start(name)
+    again = cli("ingest", "--executor", "celery", env=celery_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_loaded_exactly_once(db, landing)
