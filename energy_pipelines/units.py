@@ -1,12 +1,12 @@
 """Units of a run: one stream's waiting files cut into sets that separate workers load.
 
-A unit is a run of one stream's settled files, in landing-path order, bounded by the batch
-limits (ENERGY_BATCH_MAX_FILES / _MB / _ROWS): small gateway files group into one unit the
-size of one batch transaction, and a file larger than the row limit is a unit of its own (an
-hourly fleet file). The units of a stream may load on different workers at once; they take the
-stream's lock for their writes, and a file's manifest row is what makes it load once: a unit
-that finds its files loaded by another copy of itself (a task delivered twice, a redelivery
-after its first worker died) records them as healed or leaves them alone, and says so.
+A unit is one batch of the stream's load (ingest/stream.py plan_batches): a run of small
+settled files in landing-path order, bounded by the batch limits (ENERGY_BATCH_MAX_FILES / _MB
+/ _ROWS), or one larger file on its own (an hourly fleet file). The units of a stream may load
+on different workers at once; they take the stream's lock for their writes, and a file's
+manifest row is what makes it load once: a unit that finds its files loaded by another copy of
+itself (a task delivered twice, a redelivery after its first worker died) records them as
+healed or leaves them alone, and says so.
 
 A unit carries the fingerprint of the code that planned it: a worker running other code refuses
 it instead of loading with different rules (`StaleWorker`).
@@ -23,9 +23,8 @@ from functools import cache
 from pathlib import Path
 
 from energy_pipelines.contract import STREAM_ORDER, Stream
-from energy_pipelines.ingest import estimated_rows
-from energy_pipelines.ingest_batch import batches_of
-from energy_pipelines.ingest_streams import StreamJob, load_stream
+from energy_pipelines.ingest.stream import plan_batches
+from energy_pipelines.ingest.streams import StreamJob, load_stream
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files
 from energy_pipelines.load.database import connect, resolve_database_url
 from energy_pipelines.settings import Settings
@@ -59,7 +58,6 @@ class Unit:
 
     stream: str
     paths: tuple[str, ...]
-    estimated_rows: int
     code: str
 
     @property
@@ -85,16 +83,10 @@ def plan_units(
 
 
 def units_of(stream: Stream, files: list[LandingFile], settings: Settings) -> list[Unit]:
-    sized = [(f, estimated_rows(f)) for f in files]
-    rows = {f.relative_path: n for f, n in sized}
+    """One unit per batch the stream's load would make of these files (ingest/stream.py)."""
     return [
-        Unit(
-            stream=stream.name,
-            paths=tuple(f.relative_path for f in batch),
-            estimated_rows=sum(rows[f.relative_path] for f in batch),
-            code=code_fingerprint(),
-        )
-        for batch in batches_of(sized, settings)
+        Unit(stream.name, tuple(f.relative_path for f in planned.files), code_fingerprint())
+        for planned in plan_batches(files, settings)
     ]
 
 
@@ -136,7 +128,7 @@ def worker_name() -> str:
 
 
 def load_unit(settings: Settings, unit: Unit, run_id: str) -> UnitResult:
-    """Load one unit's files exactly once (ingest_streams.load_stream: the stream's lock and
+    """Load one unit's files exactly once (ingest/streams.py load_stream: the stream's lock and
     the manifest decide which copy writes), and account for every file of the unit."""
     if unit.code != code_fingerprint():
         raise StaleWorker(

@@ -76,7 +76,7 @@ def test_two_copies_of_a_unit_at_once_load_it_once(db, unit_settings: Settings) 
 
 def test_a_worker_with_other_code_refuses_the_unit(db, unit_settings: Settings) -> None:
     unit = plan_units(unit_settings)[0]
-    stale = Unit(unit.stream, unit.paths, unit.estimated_rows, code="0" * 16)
+    stale = Unit(unit.stream, unit.paths, code="0" * 16)
     with pytest.raises(StaleWorker, match="refused"):
         load_unit(unit_settings, stale, "run-1")
     assert query(db, "SELECT count(*) FROM ingested_files") == [(0,)]
