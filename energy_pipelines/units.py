@@ -35,16 +35,16 @@ _COUNTS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "rows_
 
 @cache
 def code_fingerprint() -> str:
-    """A digest of the package's Python sources and the names of its SQL migrations: two
-    processes with the same fingerprint load with the same rules."""
+    """A digest of the package's Python and SQL sources (and of $ENERGY_SQL_DIR's SQL when it
+    replaces them): two processes with the same fingerprint load with the same rules."""
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    sql_dir = Path(os.environ.get("ENERGY_SQL_DIR", _PACKAGE.parent / "sql"))
-    if sql_dir.is_dir():
-        for path in sorted(sql_dir.glob("*.sql")):
-            digest.update(path.name.encode() + b"\0")
+    roots = [_PACKAGE]
+    if os.environ.get("ENERGY_SQL_DIR"):
+        roots.append(Path(os.environ["ENERGY_SQL_DIR"]))
+    for root in roots:
+        for path in sorted([*root.rglob("*.py"), *root.rglob("*.sql")]):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
