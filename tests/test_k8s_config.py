@@ -14,9 +14,7 @@ import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 
-from energy_pipelines.settings import PROJECT_ROOT
-
-K8S = PROJECT_ROOT / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 ENV = {
     "DAGSTER_PG_HOST": "postgres",
     "DAGSTER_PG_USER": "dagster",

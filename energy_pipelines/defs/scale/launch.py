@@ -11,7 +11,6 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from energy_pipelines.defs.scale.executors import EXECUTOR_ENV, CelerySettings, executor_choice
 from energy_pipelines.load.database import redact_url
-from energy_pipelines.settings import PROJECT_ROOT
 
 
 def use_executor(name: str | None) -> None:
@@ -62,7 +61,8 @@ def run_units_job(instance: dg.DagsterInstance, run_config: dict[str, Any]) -> A
             f"{EXECUTOR_ENV} changed after the definitions were loaded in this process: "
             "set it before the first run"
         )
+    # The installed package's definitions, wherever the command runs from.
     recon = ReconstructableRepository.for_module(
-        "energy_pipelines.defs", "defs", working_directory=str(PROJECT_ROOT)
+        "energy_pipelines.defs", "defs"
     ).get_reconstructable_job(UNITS_JOB)
     return dg.execute_job(recon, instance, run_config=run_config, raise_on_error=False)
