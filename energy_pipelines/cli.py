@@ -84,7 +84,10 @@ def _files_left(settings: Settings) -> int:
 
 
 def run_ingest(
-    settings: Settings, settle_seconds: float | None = None, stats_json: str | None = None
+    settings: Settings,
+    settle_seconds: float | None = None,
+    stats_json: str | None = None,
+    executor: str | None = None,
 ) -> int:
     """Execute the same Dagster job the UI runs, in process; print one line per file."""
     import resource
@@ -101,7 +104,9 @@ def run_ingest(
             print("daily tables refreshed for " + ", ".join(d.isoformat() for d in refreshed))
         return 0 if refreshed is not None else 1
 
-    from energy_pipelines.defs import defs
+    from energy_pipelines.defs.scale.launch import execute_ingest, use_executor
+
+    use_executor(executor)  # --executor, else ENERGY_EXECUTOR (in_process)
     from energy_pipelines.load.database import connect, redact_url, resolve_database_url
     from energy_pipelines.load.manifest import run_report
 
@@ -112,13 +117,9 @@ def run_ingest(
     if settle_seconds is not None:
         resource_config["settle_seconds"] = settle_seconds
     started = time.perf_counter()
-    job = defs.resolve_job_def("ingest_job")
     instance = _dagster_instance()
-    result = job.execute_in_process(
-        run_config={"resources": {"energy": {"config": resource_config}}, **QUIET_LOGS},
-        raise_on_error=False,
-        instance=instance,
-    )
+    run_config = {"resources": {"energy": {"config": resource_config}}, **QUIET_LOGS}
+    result = execute_ingest(instance, run_config)
     url = resolve_database_url(settings)
     with connect(url) as conn:
         report = run_report(conn, result.run_id)
@@ -292,6 +293,10 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     from energy_pipelines.bench import BenchSize, run_bench
     from energy_pipelines.load.database import resolve_database_url
 
+    if args.executor == "celery":
+        from energy_pipelines.bench_celery import run_from_args as run_celery
+
+        return run_celery(resolve_database_url(settings), settings.state_dir / "bench", args)
     if args.reads:
         from energy_pipelines.bench_reads import run_from_args
 
@@ -502,6 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="pick up only files unchanged this long (default: $ENERGY_SETTLE_SECONDS or 5)",
     )
+    ingest.add_argument(
+        "--executor",
+        choices=("in_process", "celery"),
+        help="celery: units as steps on Celery workers (default: $ENERGY_EXECUTOR or in_process)",
+    )
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -584,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--gateways", type=int, default=50, help="--live: gateway folders")
     bench.add_argument("--file-minutes", type=int, default=1, help="--live: minutes a file")
+    bench.add_argument(
+        "--executor", choices=("in_process", "celery"), help="celery: the units job on workers"
+    )
+    bench.add_argument(
+        "--workers", type=int, action="append", help="--executor celery: workers (1, 2 and 4)"
+    )
     bench.add_argument("--reads", action="store_true", help="the 24-hour summary over HTTP instead")
     bench.add_argument("--reuse-db", help="--reads: keep the history in this database, reuse it")
     bench.add_argument("--read-seconds", type=float, default=10.0, help="--reads: per phase")
@@ -624,7 +640,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("unrecognized arguments: " + " ".join(extra))
     try:
         if args.command == "ingest":
-            status = run_ingest(_settings(args), args.settle_seconds, args.stats_json)
+            status = run_ingest(
+                _settings(args), args.settle_seconds, args.stats_json, args.executor
+            )
             gc.freeze()  # what the run left needs no collection pass at exit either
             return status
         if args.command == "db" and args.db_command == "settings":

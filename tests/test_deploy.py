@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_stack_has_the_services_storage_and_settings() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "user_code", "webserver", "daemon"}
+    assert set(services) == {
+        *("postgres", "user_code", "webserver", "daemon"),
+        *("rabbitmq", "worker_1", "worker_2"),
+    }
     assert int(services["postgres"]["image"].split(":")[1]) >= 16
     assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
     assert "grpc" in services["user_code"]["command"]

@@ -21,6 +21,7 @@ from energy_pipelines.defs.ingestion.assets import (
 from energy_pipelines.defs.ingestion.sensors import build_landing_sensor
 from energy_pipelines.defs.maintenance.jobs import retention_job, retention_schedule
 from energy_pipelines.defs.resources import EnergyStorage
+from energy_pipelines.defs.scale import SCALE_JOBS, landing_job
 
 # Every job runs its steps in the run's own process: they run one after the other anyway, and
 # the default multiprocess executor starts a Python per step (load, hot status, checks), which
@@ -58,10 +59,10 @@ defs = dg.Definitions(
         fleet_efficiency_chart,
     ],
     asset_checks=STATUS_CHECKS,
-    jobs=[ingest_job, daily_analytics_job, daily_quality_job, retention_job],
+    jobs=[ingest_job, daily_analytics_job, daily_quality_job, retention_job, *SCALE_JOBS],
     schedules=[retention_schedule],
     sensors=[
-        build_landing_sensor(ingest_job),
+        build_landing_sensor(landing_job(ingest_job)),
         build_daily_sensor(daily_analytics_job, daily_quality_job),
         chart_automation,
     ],
