@@ -17,9 +17,11 @@ from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection
 from energy_pipelines.settings import EvidenceRules
 
+
 # Each stream's day comes from its running per-device hourly totals (sql/014), kept by the
 # loads; $1 and $2 bound the UTC day, $3 is the pairing cadence in minutes.
-_VEHICLE_HOURS_SQL = """
+def _vehicle_hours_sql(bits: str) -> str:
+    return f"""
 CREATE TEMP TABLE day_vehicle_hours ON COMMIT DROP AS
 SELECT vehicle_id, hour, kwh_delivered_dc AS dc, battery_temp_sum AS temp, readings AS n,
        {bits} AS bits
@@ -27,13 +29,16 @@ SELECT vehicle_id, hour, kwh_delivered_dc AS dc, battery_temp_sum AS temp, readi
  WHERE hour >= $1 AND hour < $2
 """
 
-_METER_HOURS_SQL = """
+
+def _meter_hours_sql(bits: str) -> str:
+    return f"""
 CREATE TEMP TABLE day_meter_hours ON COMMIT DROP AS
 SELECT meter_id, hour, kwh_consumed_ac AS ac, voltage_sum, voltage_min, voltage_max,
        readings AS n, {bits} AS bits
   FROM meter_hourly_totals
  WHERE hour >= $1 AND hour < $2
 """
+
 
 # Every hour of each vehicle that reported that day, beside its meters' hour, and how the two
 # pair (hour_pairing(): none, whole or partial).
@@ -170,8 +175,8 @@ def materialize_vehicle_day(conn: Connection, day: date, rules: EvidenceRules) -
     with conn.cursor() as cur:
         lock_day(cur, "daily_vehicle_efficiency", day)
         cur.execute("DELETE FROM daily_vehicle_efficiency WHERE day = $1", (day,))
-        cur.execute(_VEHICLE_HOURS_SQL.format(bits=_bits(cadence)), (start, end, cadence))
-        cur.execute(_METER_HOURS_SQL.format(bits=_bits(cadence)), (start, end, cadence))
+        cur.execute(_vehicle_hours_sql(bits=_bits(cadence)), (start, end, cadence))
+        cur.execute(_meter_hours_sql(bits=_bits(cadence)), (start, end, cadence))
         cur.execute(_VEHICLE_HOUR_PAIRING_SQL)
         cur.execute(_PARTIAL_HOURS_SQL, (start, end, cadence))
         cur.execute(_VEHICLE_DAY_SQL, (day, rules.min_paired_kwh, rules.fault_threshold))
@@ -203,7 +208,7 @@ def materialize_meter_day(conn: Connection, day: date) -> int:
     with conn.cursor() as cur:
         lock_day(cur, "daily_meter_usage", day)
         cur.execute("DELETE FROM daily_meter_usage WHERE day = $1", (day,))
-        cur.execute(_METER_HOURS_SQL.format(bits="minutes"), (*_day_bounds(day), 1))
+        cur.execute(_meter_hours_sql(bits="minutes"), (*_day_bounds(day), 1))
         cur.execute(_METER_DAY_SQL, (day,))
         cur.execute("SELECT count(*) FROM daily_meter_usage WHERE day = $1", (day,))
         rows = int(cur.fetchone()[0])

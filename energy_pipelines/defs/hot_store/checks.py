@@ -18,18 +18,22 @@ from energy_pipelines.load.reconcile import time_spans
 AGREES = "agrees_with_history"
 FRESH = "fresh_data"
 
+
 # The devices a run's files touched: those with hourly totals (sql/014) in the hours of the
 # files' time spans (the hour index keeps this to the hours touched, whatever the history).
-_TOUCHED_SQL = """
+def _touched_sql(device: str, totals: str) -> str:
+    return f"""
 SELECT DISTINCT t.{device} FROM {totals} t
  WHERE t.hour >= date_trunc('hour', $1::timestamptz, 'UTC') AND t.hour <= $2
 """
+
 
 # Of those devices, the ones whose status is not their latest reading in history, to the
 # minute: the status must fall in the device's latest hour of the hourly totals, in its latest
 # minute (its bit the highest set); a device without a status disagrees too. One index probe
 # per device, so the cost follows what the run touched, not the length of history.
-_DISAGREEING_SQL = """
+def _disagreeing_sql(device: str, status: str, totals: str) -> str:
+    return f"""
 SELECT d.device
   FROM unnest($1::text[]) AS d(device)
   LEFT JOIN {status} s ON s.{device} = d.device
@@ -44,6 +48,8 @@ SELECT d.device
     OR latest.minutes >> extract(minute FROM s.ts AT TIME ZONE 'UTC')::integer <> 1
  ORDER BY 1
 """
+
+
 _LISTED = 20
 
 _RUN_FILES_SQL = """
@@ -60,7 +66,7 @@ def _touched_devices(conn: Connection, stream: Stream, run_id: str) -> list[str]
         cur.execute(_RUN_FILES_SQL, (run_id, stream.name))
         files = cur.fetch_polars()
         for start, end in time_spans(files):
-            cur.execute(_TOUCHED_SQL.format(device=stream.key[0], totals=totals), (start, end))
+            cur.execute(_touched_sql(device=stream.key[0], totals=totals), (start, end))
             devices.update(row[0] for row in cur.fetchall())
     conn.rollback()
     return sorted(devices)
@@ -85,7 +91,7 @@ def _agrees_with_history(
     if checked_run is None:
         return f"{AGREES} of {status} skipped: no {stream.name} file loaded yet, nothing to compare"
     devices = _touched_devices(conn, stream, checked_run)
-    sql = _DISAGREEING_SQL.format(
+    sql = _disagreeing_sql(
         device=stream.key[0], status=status, totals=HOURLY_TOTALS_TABLES[stream.name]
     )
     wrong: list[str] = []
