@@ -36,6 +36,7 @@ def _bench_databases(server_url: str) -> list[tuple]:
         return query(conn, "SELECT datname FROM pg_database WHERE datname LIKE 'energy_bench_%'")
 
 
+@pytest.mark.slow
 def test_bench_reports_every_phase_of_a_run_that_loaded_all_rows(
     server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -33,6 +33,9 @@ from energy_pipelines.simulate import simulate
 from tests.conftest import query
 from tests.helpers import cli
 
+# Real worker and server processes: the full suite (CI) runs these.
+pytestmark = pytest.mark.slow
+
 METERS = VEHICLES = 20
 MINUTES = 60
 # 4 gateways x 5-minute files: 48 files a stream, 25 readings each, and one correlation file.

@@ -22,6 +22,9 @@ import pytest
 from tests.helpers import METER_HEADER, VEHICLE_HEADER, write_csv
 from tests.test_ui import _free_port, _graphql
 
+# Real worker and server processes: the full suite (CI) runs these.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAY = "2026-02-11"
 

@@ -94,6 +94,7 @@ def running_ui(env: dict[str, str], folder: Path) -> Iterator[int]:
             process.wait()
 
 
+@pytest.mark.slow
 def test_cli_runs_are_in_the_instance_the_ui_loads(
     env: dict[str, str], landing: Path, operator_home: Path, tmp_path: Path
 ) -> None:

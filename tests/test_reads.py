@@ -80,6 +80,7 @@ def get(base: Base, vehicle_id: str, as_of: str = AS_OF) -> tuple[int, dict, dic
         client.close()
 
 
+@pytest.mark.slow
 def test_32_clients_on_1440_leaves_get_no_error_and_every_answer_right(
     history: str, gateway: Base, vehicles: list[str]
 ) -> None:

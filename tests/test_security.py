@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
+import pytest
 
 from energy_pipelines.analytics.daily import materialize_vehicle_day
 from energy_pipelines.contract import METER, VEHICLE
@@ -124,6 +125,7 @@ def _wait_for_paused_loader(db, database: str, timeout: float = 60) -> int:  # t
     raise AssertionError("the loader never reached the pause point")
 
 
+@pytest.mark.slow
 def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
     db, env: dict, landing: Path, database_url: str
 ) -> None:
@@ -153,6 +155,7 @@ def test_connection_terminated_mid_load_fails_clearly_and_next_run_completes(
     assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1,)]
 
 
+@pytest.mark.slow
 def test_embedded_server_restarted_immediately_mid_load(tmp_path: Path, landing: Path) -> None:
     """The test owns this server, so it can crash it: `pg_ctl restart -m immediate` (no
     shutdown checkpoint; recovery on start) while the loader holds an open transaction."""
