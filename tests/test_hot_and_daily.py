@@ -475,11 +475,11 @@ def test_the_agreement_check_reads_hourly_totals_and_catches_a_status_moved_back
     assert not moved_back.passed
     assert moved_back.metadata["devices_disagreeing (first 20)"].value == "m-1"
     # Its cost and locks do not grow with history: no history partition is read.
-    from energy_pipelines.defs.hot_store.checks import _DISAGREEING_SQL
+    from energy_pipelines.defs.hot_store.checks import _disagreeing_sql
 
     with db.cursor() as cur:
         cur.execute(
-            _DISAGREEING_SQL.format(
+            _disagreeing_sql(
                 device="meter_id", status="meter_current_status", totals="meter_hourly_totals"
             ),
             (["m-1"],),
