@@ -11,9 +11,6 @@ next refresh redoes the same work; a second refresh finds nothing new.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import polars as pl
 
 from energy_pipelines.contract import CANDIDATE_TABLES, STATUS_TABLES, STREAM_ORDER, Stream
 from energy_pipelines.faults import crash_point
@@ -85,29 +82,3 @@ def refresh_status(conn: Connection, stream: Stream) -> StatusRefresh:
         )
     conn.commit()
     return StatusRefresh(stream.name, int(files), int(seen), int(changed), int(newest))
-
-
-def latest_per_device(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
-    """Each device's latest reading among the rows a load inserted (pure: Polars in and out),
-    with the file_id of the file that carried it when the rows have one."""
-    device = stream.key[0]
-    carried = ["file_id"] if "file_id" in inserted.columns else []
-    return (
-        inserted.sort(device, "ts")
-        .group_by(device, maintain_order=True)
-        .last()
-        .select(*carried, *stream.key, *stream.value_columns)
-    )
-
-
-def write_status_candidates(
-    cur: Any, stream: Stream, inserted: pl.DataFrame, file_id: int | None = None
-) -> None:
-    """Record the latest inserted reading per device, in the load's transaction. The rows of
-    several files (a batch) carry their own file_id column instead of `file_id`."""
-    if inserted.height == 0:
-        return
-    latest = latest_per_device(inserted, stream)
-    if file_id is not None:
-        latest = latest.select(pl.lit(file_id, pl.Int64).alias("file_id"), pl.all())
-    cur.adbc_ingest(CANDIDATE_TABLES[stream.name], latest.to_arrow(), mode="append")

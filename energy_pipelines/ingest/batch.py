@@ -19,7 +19,7 @@ import polars as pl
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.ingest.chunks import PreparedChunk
-from energy_pipelines.ingest.files import FileLoad, FileOutcome
+from energy_pipelines.ingest.files import COUNTS, FileLoad, FileOutcome
 from energy_pipelines.landing.read import ROW_NUMBER
 from energy_pipelines.load.after_commit import archive_loaded, quarantine_rejected
 from energy_pipelines.load.database import Connection
@@ -146,13 +146,8 @@ class BatchLoad:
         )
         for row in counts.iter_rows(named=True):
             if row["read"]:
-                to_write[row[FILE_INDEX]].write(
-                    {
-                        f"rows_{name}": row[name]
-                        for name in ("read", "loaded", "rejected", "duplicate", "conflicting")
-                    },
-                    chunk.extra_columns,
-                )
+                counted = {name: row[name.removeprefix("rows_")] for name in COUNTS}
+                to_write[row[FILE_INDEX]].write(counted, chunk.extra_columns)
         for row in ranges_per_file(chunk.unique).iter_rows(named=True):
             to_write[row[FILE_INDEX]].add_range(row["min_ts"], row["max_ts"], row["days"])
         rejected = _rejected_rows(chunk, written.conflicts, self.stream, to_write)
@@ -163,19 +158,7 @@ class BatchLoad:
         opened = [x for x in self.loads if x.state in ("open", "written")]
         for load in opened:
             if load.state == "open":  # a file without rows
-                load.write(
-                    dict.fromkeys(
-                        (
-                            "rows_read",
-                            "rows_loaded",
-                            "rows_rejected",
-                            "rows_duplicate",
-                            "rows_conflicting",
-                        ),
-                        0,
-                    ),
-                    [],
-                )
+                load.write(dict.fromkeys(COUNTS, 0), [])
         insert_manifest_rows(cur, [x.manifest for x in opened], [x.file_id or 0 for x in opened])
         others = [x for x in self.loads if x.state in ("skipped", "quarantined")]
         for load, file_id in zip(

@@ -21,8 +21,6 @@ import polars as pl
 from energy_pipelines.landing.read import ROW_NUMBER, RawFile
 
 FILE_INDEX = "file_index"
-FILE_ROW = "file_row"
-COUNT_COLUMNS = ("read", "loaded", "rejected", "duplicate", "conflicting")
 _FILE_SHIFT = 32
 _FILE_ROW_MASK = (1 << _FILE_SHIFT) - 1
 
