@@ -57,7 +57,10 @@ def test_a_held_loader_lock_fails_ingest_fast_naming_the_holder_and_touches_no_f
     db, env: dict, landing: Path, database_url: str
 ) -> None:
     path = write_csv(landing, "meter", "gw-1/a.csv", METER_HEADER, ROWS)
-    holder = connect(as_user(database_url, "energy_loader") + "?application_name=stuck-job")
+    loader_url = as_user(database_url, "energy_loader")
+    # The embedded server's URL carries its socket folder as a query already.
+    named = ("&" if "?" in loader_url else "?") + "application_name=stuck-job"
+    holder = connect(loader_url + named)
     try:
         with holder.cursor() as cur:
             cur.execute("SELECT stream FROM loader_locks WHERE stream = 'meter' FOR UPDATE")

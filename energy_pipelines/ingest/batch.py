@@ -127,7 +127,9 @@ class BatchLoad:
         staged = with_file_ids(chunk.staged, staged_ids.to_arrow())
         ts_range = _range(chunk.unique)
         written = write_history(cur, self.stream, staged, ts_range)
-        inserted = chunk.unique.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows.implode()))
+        inserted = chunk.unique
+        if written.existing_rows.len():
+            inserted = inserted.filter(~pl.col(ROW_NUMBER).is_in(written.existing_rows.implode()))
         inserted = inserted.with_columns(
             file_ids_of(inserted[ROW_NUMBER], file_ids).alias("file_id")
         )

@@ -93,6 +93,7 @@ class BatchReader:
     ) -> None:
         self.plan, self.stream, self.settings, self.run_id = plan, stream, settings, run_id
         self.carried: list[FileLoad] = []
+        self.max_rows = settings.batch_limits.max_rows
 
     def read_next(self) -> ReadBatch | None:
         started = time.perf_counter()
@@ -107,9 +108,13 @@ class BatchReader:
             large = planned.large
             read_files(loads, self.stream, self.settings, whole=not large)
         if not large:
-            loads, self.carried = _cut_at_rows(loads, self.settings.batch_limits.max_rows)
+            loads, self.carried = _cut_at_rows(loads, self.max_rows)
         batch = ReadBatch(loads, datetime.now(UTC), time.perf_counter() - started)
-        batch.prepare(self.stream, self.settings)
+        # Prepared ahead only within the batch row limit: a lone file above it is validated
+        # and transformed when its turn comes, so a stream holds at most one such file's
+        # prepared rows (and the next one's rows as read) at a time.
+        if sum(x.raw.frame.height for x in loads if x.raw is not None) <= self.max_rows:
+            batch.prepare(self.stream, self.settings)
         return batch
 
 

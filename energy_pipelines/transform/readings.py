@@ -186,10 +186,12 @@ def hourly_totals(inserted: pl.DataFrame, stream: Stream) -> pl.DataFrame:
     (bit k for minute k of the hour)."""
     device = stream.key[0]
     return (
-        inserted.with_columns(
+        inserted.lazy()
+        .with_columns(
             utc_hour(pl.col("ts")).alias("hour"), minute_bit(pl.col("ts")).alias("minute_bit")
         )
         .group_by(device, "hour")
         .agg(_HOURLY_TOTALS[stream.name]())
         .sort(device, "hour")
+        .collect()
     )
