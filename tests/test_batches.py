@@ -195,12 +195,22 @@ def test_batch_limits_split_a_run_into_several_transactions(
 def test_small_parquet_files_holding_more_rows_than_their_size_suggests_are_cut_by_rows(
     db, settings: Settings, landing: Path
 ) -> None:
-    """A small Parquet file's rows are estimated from its size; once read, the batch is cut
-    where its real rows pass the limit, and every file still loads once."""
+    """A small Parquet file's rows are estimated from its size, by the bytes a row of the files
+    read before took; once read, a batch is cut where its real rows pass the limit, and every
+    file still loads once. Here the first file's rows are long (unique 60-character ids), the
+    next four files' rows short, so the four are underestimated."""
     import pyarrow as pa
 
     start = datetime(2026, 2, 11, 10, 0, tzinfo=UTC)
-    for n in range(5):
+    (landing / "meter" / "gw").mkdir(parents=True, exist_ok=True)
+    sparse = meter_table(
+        meterId=pa.array([f"m-{n:060d}" for n in range(40)]),
+        kwhConsumedAc=pa.array([0.25 + n / 1000 for n in range(40)]),
+        voltage=pa.array([230.0] * 40),
+        timestamp=pa.array([start] * 40, pa.timestamp("us", tz="UTC")),
+    )
+    pq.write_table(sparse, landing / "meter" / "gw" / "a0.parquet")
+    for n in range(1, 5):
         ts = [start + timedelta(minutes=m) for m in range(400)]
         table = meter_table(
             meterId=pa.array([f"m-{n}"] * 400),
@@ -208,16 +218,16 @@ def test_small_parquet_files_holding_more_rows_than_their_size_suggests_are_cut_
             voltage=pa.array([230.0] * 400),
             timestamp=pa.array(ts, pa.timestamp("us", tz="UTC")),
         )
-        (landing / "meter" / "gw").mkdir(parents=True, exist_ok=True)
         pq.write_table(table, landing / "meter" / "gw" / f"f{n}.parquet")
     limits = BatchLimits(max_rows=1000)
     outcomes = ingest_stream(
         db, METER, Settings(**{**settings.__dict__, "batch_limits": limits}), "r"
     )
-    assert [o.manifest.rows_loaded for o in outcomes] == [400] * 5
-    # At most 1,000 rows a transaction: files 1-2, 3-4 and 5.
+    assert [o.manifest.rows_loaded for o in outcomes] == [40] + [400] * 4
+    # At most 1,000 rows a transaction: a0 (planned alone, nothing read yet), then f1-f4,
+    # planned as one batch from a0's bytes a row and cut after f2.
     assert query(db, "SELECT count(DISTINCT xmin::text) FROM ingested_files") == [(3,)]
-    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(2000,)]
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(1640,)]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from energy_pipelines.contract import CORRELATION, METER, VEHICLE
 from energy_pipelines.ingest import ingest_stream
-from energy_pipelines.ingest.stream import BatchReader, load_batch, plan_batches
+from energy_pipelines.ingest.stream import BatchReader, load_batch
 from energy_pipelines.landing.discover import find_waiting_files
 from energy_pipelines.landing.read import iter_landing_chunks
 from energy_pipelines.load.migrations import list_migrations, upgrade
@@ -191,7 +191,7 @@ def _load_the_waiting_file_and_stop(db, settings: Settings, landing: Path) -> No
     """The one waiting meter file loaded the way a run loads each file, then the run stops
     before its end (before it indexes and attaches the tables it loaded)."""
     [waiting] = find_waiting_files(landing, METER, 0, limit=10)
-    batch = BatchReader(plan_batches([waiting], settings), METER, settings, "stopped").read_next()
+    batch = BatchReader([waiting], METER, settings, "stopped").read_next()
     assert batch is not None
     load_batch(db, batch, METER, settings)
 

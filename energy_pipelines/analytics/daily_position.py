@@ -102,19 +102,23 @@ SELECT s.stream, s.file_id, s.day
 """
 
 
-def _not_refreshed(cur: Any, up_to: Positions, first_day: date) -> list[tuple[str, int, date]]:
-    """(stream, file_id, day) for files after the watermark up to `up_to` whose stale days
-    are not yet recomputed after them. Days before the first daily partition never are."""
+# What callers need of the stale pairs, aggregated by the server: a gateway layout's run makes
+# tens of thousands of (file, day) pairs, and fetching each costs the client far more.
+_STALE_DAYS_SQL = f"SELECT DISTINCT day FROM ({_STALE_SQL}) stale ORDER BY day"
+_FIRST_WAITING_SQL = f"SELECT stream, min(file_id) FROM ({_STALE_SQL}) stale GROUP BY stream"
+
+
+def _stale_params(up_to: Positions, first_day: date) -> tuple[Any, ...]:
     streams = sorted(up_to)
-    cur.execute(_STALE_SQL, (streams, [up_to[s] for s in streams], first_day, list(DAILY_TABLES)))
-    return [(s, int(f), d) for s, f, d in cur.fetchall()]
+    return streams, [up_to[s] for s in streams], first_day, list(DAILY_TABLES)
 
 
 def days_not_refreshed(conn: Connection, up_to: Positions, first_day: date) -> list[date]:
     """Days that files after the watermark (up to `up_to`) made stale and that are not yet
-    recomputed after them, in order."""
+    recomputed after them, in order. Days before the first daily partition never are."""
     with conn.cursor() as cur:
-        days = sorted({day for _s, _f, day in _not_refreshed(cur, up_to, first_day)})
+        cur.execute(_STALE_DAYS_SQL, _stale_params(up_to, first_day))
+        days = [day for (day,) in cur.fetchall()]
     conn.rollback()
     return days
 
@@ -127,9 +131,8 @@ def advance_over_refreshed(conn: Connection, first_day: date) -> Positions:
         cur.execute("SELECT stream FROM daily_analytics_watermarks FOR UPDATE")
         cur.fetchall()
         newest = _newest(cur)
-        waiting: Positions = {}
-        for stream, file_id, _day in _not_refreshed(cur, newest, first_day):
-            waiting[stream] = min(file_id, waiting.get(stream, file_id))
+        cur.execute(_FIRST_WAITING_SQL, _stale_params(newest, first_day))
+        waiting: Positions = {stream: int(file_id) for stream, file_id in cur.fetchall()}
         target = {s: waiting[s] - 1 if s in waiting else newest[s] for s in newest}
         streams = sorted(target)
         cur.execute(

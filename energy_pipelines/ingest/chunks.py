@@ -40,19 +40,44 @@ PERMISSION_DENIED = "the file cannot be read (permission denied): let the pipeli
 
 # A Parquet file this small is a gateway's few minutes, never a file to read in chunks: its
 # rows are estimated from its size instead of opening its footer (a footer per file costs a
-# gateway layout's run several percent of its CPU). The estimate is low on purpose (such files
-# hold 6-40 bytes a row): the batch is cut by its real rows once read (stream.BatchReader).
+# gateway layout's run several percent of its CPU). Such files hold 3-50 bytes a row; until a
+# run has read some (RowDensity), the densest is assumed, so a first batch is small rather
+# than too large. A batch is cut by its real rows once read (stream.BatchReader).
 SMALL_PARQUET_BYTES = 16 << 10
-SMALL_PARQUET_BYTES_PER_ROW = 64
+DENSEST_SMALL_PARQUET_BYTES_PER_ROW = 3.0
 
 
-def estimated_rows(file: LandingFile) -> int:
+class RowDensity:
+    """The fewest bytes a row of the small Parquet files read so far, per read batch: what the
+    next batches' rows are estimated with (never fewer rows than the densest batch had)."""
+
+    def __init__(self) -> None:
+        self.bytes_per_row = DENSEST_SMALL_PARQUET_BYTES_PER_ROW
+        self._measured = False
+
+    def observe(self, loads: list[FileLoad]) -> None:
+        small = [
+            x
+            for x in loads
+            if x.raw is not None
+            and x.file.format == "parquet"
+            and x.file.size_bytes <= SMALL_PARQUET_BYTES
+        ]
+        rows = sum(x.raw.frame.height for x in small if x.raw is not None)
+        if rows:
+            density = sum(x.file.size_bytes for x in small) / rows
+            self.bytes_per_row = density if not self._measured else min(self.bytes_per_row, density)
+            self._measured = True
+
+
+def estimated_rows(file: LandingFile, density: RowDensity | None = None) -> int:
     """The file's rows as its Parquet footer claims them (estimated from the size of a small
     file), or an estimate for text files (about 40 bytes a CSV row; gzip shrinks readings
     about 4 times). A footer that cannot be read counts as no rows: the reader says what is
     wrong with the file."""
     if file.format == "parquet" and file.size_bytes <= SMALL_PARQUET_BYTES:
-        return max(1, file.size_bytes // SMALL_PARQUET_BYTES_PER_ROW)
+        per_row = density.bytes_per_row if density else DENSEST_SMALL_PARQUET_BYTES_PER_ROW
+        return max(1, int(file.size_bytes / per_row))
     if file.format == "parquet":
         try:
             return pq.ParquetFile(file.path).metadata.num_rows

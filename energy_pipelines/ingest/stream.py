@@ -26,6 +26,7 @@ from energy_pipelines.ingest.batch import BatchLoad, FilesChanged
 from energy_pipelines.ingest.chunks import (
     FileFailed,
     PreparedChunk,
+    RowDensity,
     estimated_rows,
     prepare_chunks,
     read_files,
@@ -65,7 +66,7 @@ def ingest_stream(
         wanted = set(only_paths)
         files = [f for f in files if f.relative_path in wanted]
     # Planning reads Parquet footers: it runs on the preparing thread, batch by batch.
-    reader = BatchReader(plan_batches(files, settings), stream, settings, run_id)
+    reader = BatchReader(files, stream, settings, run_id)
     outcomes = StreamOutcomes()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as pool:
 
@@ -89,31 +90,35 @@ class BatchReader:
     files after the cut, read already, make the next batch."""
 
     def __init__(
-        self, plan: Iterator[PlannedBatch], stream: Stream, settings: Settings, run_id: str | None
+        self, files: list[LandingFile], stream: Stream, settings: Settings, run_id: str | None
     ) -> None:
-        self.plan, self.stream, self.settings, self.run_id = plan, stream, settings, run_id
+        self.stream, self.settings, self.run_id = stream, settings, run_id
+        # What is read teaches the plan how many rows a small file holds.
+        self.density = RowDensity()
+        self.plan = plan_batches(files, settings, self.density)
         self.carried: list[FileLoad] = []
         self.max_rows = settings.batch_limits.max_rows
 
     def read_next(self) -> ReadBatch | None:
         started = time.perf_counter()
         if self.carried:
-            loads, large = self.carried, False
+            loads, alone, large = self.carried, False, False
         else:
             planned = next(self.plan, None)
             if planned is None:
                 return None
             at = datetime.now(UTC)
             loads = [FileLoad(f, self.stream.name, self.run_id, at) for f in planned.files]
-            large = planned.large
+            alone, large = planned.alone, planned.large
             read_files(loads, self.stream, self.settings, whole=not large)
+            self.density.observe(loads)
         if not large:
             loads, self.carried = _cut_at_rows(loads, self.max_rows)
         batch = ReadBatch(loads, datetime.now(UTC), time.perf_counter() - started)
-        # Prepared ahead only within the batch row limit: a lone file above it is validated
-        # and transformed when its turn comes, so a stream holds at most one such file's
-        # prepared rows (and the next one's rows as read) at a time.
-        if sum(x.raw.frame.height for x in loads if x.raw is not None) <= self.max_rows:
+        # Small files are prepared ahead; a file alone (a whole-fleet export) is validated and
+        # transformed when its turn comes, so a stream holds one such file's prepared rows,
+        # and the next one's rows as read, at a time.
+        if not alone:
             batch.prepare(self.stream, self.settings)
         return batch
 
@@ -130,20 +135,25 @@ def _cut_at_rows(loads: list[FileLoad], max_rows: int) -> tuple[list[FileLoad], 
 @dataclass(frozen=True)
 class PlannedBatch:
     files: list[LandingFile]
-    # A file whose rows are read chunk by chunk as it loads (always a batch of its own).
+    # A file above the small-file rows: a batch of its own.
+    alone: bool = False
+    # A file whose rows are read chunk by chunk as it loads (always alone).
     large: bool = False
 
 
-def plan_batches(files: list[LandingFile], settings: Settings) -> Iterator[PlannedBatch]:
+def plan_batches(
+    files: list[LandingFile], settings: Settings, density: RowDensity | None = None
+) -> Iterator[PlannedBatch]:
     """The files in order, as batches: runs of small files bounded by the batch limits (files,
     bytes, estimated rows: a batch is read whole before it is written, so these bound its
-    memory), and every larger file a batch of its own."""
+    memory), and every larger file a batch of its own. Planned lazily: `density`, updated as
+    batches are read, makes the estimates of the later ones."""
     limits = settings.batch_limits
     small_rows = min(limits.small_file_rows, settings.file_limits.stream_above_rows)
     batch: list[LandingFile] = []
     size = rows = 0
     for file in files:
-        estimate = estimated_rows(file)
+        estimate = estimated_rows(file, density)
         full = (
             len(batch) >= limits.max_files
             or size + file.size_bytes > limits.max_bytes
@@ -153,8 +163,9 @@ def plan_batches(files: list[LandingFile], settings: Settings) -> Iterator[Plann
         if batch and full:
             yield PlannedBatch(batch)
             batch, size, rows = [], 0, 0
+            estimate = estimated_rows(file, density)  # what the batch just read teaches
         if estimate > small_rows:
-            yield PlannedBatch([file], estimate > settings.file_limits.stream_above_rows)
+            yield PlannedBatch([file], True, estimate > settings.file_limits.stream_above_rows)
             continue
         batch.append(file)
         size += file.size_bytes
