@@ -3,17 +3,23 @@
 Each layout is loaded by `energy-pipelines ingest` into a fresh database (bench.pipeline_runs,
 which also refuses a run that lost a reading): whole-fleet hourly files, one file per gateway
 every few minutes, one whole-day file. The report gives files, seconds, readings/s and the
-slowdown against the hourly files.
+slowdown against the hourly files, then the fixed cost of a run (fixed_costs).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from energy_pipelines.bench import BenchSize, cached_files, pipeline_runs
 from energy_pipelines.layouts import Layout, cut_into_gateways
+from energy_pipelines.load.database import execute_admin, with_database
 
 # gateways 0: the simulator's whole-fleet files (hourly, or one file for the whole period).
 # Keyed by the names `bench --layouts --layout KEY` takes.
@@ -77,4 +83,53 @@ def run_layouts(
     base = report.get(layouts[0].name)
     for entry in report.values():
         entry["slowdown_vs_first"] = round(entry["seconds"] / base["seconds"], 2) if base else None
+    gateway_root = layout_files(cache, size, LAYOUTS["50x5"])
+    three = sorted((gateway_root / "meter").rglob("*.parquet"))[:3]
+    report["fixed_costs"] = fixed_costs(server_url, three, work)
     return report
+
+
+def fixed_costs(server_url: str, files: list[Path], work: Path) -> dict[str, float]:
+    """Seconds of an `energy-pipelines ingest` run with nothing waiting, and with one gateway
+    file (one stream; `files`: three of them), each the best of three into one fresh database
+    (the first run also
+    creates the schema, timed apart); beside them what a Python process with the project's CLI
+    imported costs, which every run pays."""
+    name = f"energy_bench_{uuid.uuid4().hex[:12]}"
+    execute_admin(server_url, f"CREATE DATABASE {name}")
+    landing = work / "fixed-cost-landing"
+    shutil.rmtree(landing, ignore_errors=True)
+    landing.mkdir(parents=True)
+    (work / "dagster_home").mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str((work / "dagster_home").resolve()),
+        "DATABASE_URL": with_database(server_url, name),
+        "ENERGY_LANDING_DIR": str(landing),
+        "ENERGY_SETTLE_SECONDS": "0",
+    }
+
+    def timed(*command: str) -> float:
+        started = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    ingest = (sys.executable, "-m", "energy_pipelines.cli", "ingest")
+    try:
+        first = timed(*ingest)  # migrates the new database
+        nothing = min(timed(*ingest) for _ in range(3))
+        one = []
+        for file in files:
+            target = landing / file.relative_to(file.parents[2])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+            one.append(timed(*ingest))
+        imports = min(timed(sys.executable, "-c", "import energy_pipelines.cli") for _ in range(3))
+    finally:
+        execute_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return {
+        "process_start_and_imports_s": round(imports, 2),
+        "first_run_with_schema_s": round(first, 2),
+        "nothing_waiting_s": round(nothing, 2),
+        "one_gateway_file_s": round(min(one), 2),
+    }

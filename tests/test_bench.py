@@ -94,3 +94,32 @@ def test_a_pipeline_run_that_loads_fewer_rows_than_generated_is_refused(
     with pytest.raises(RuntimeError, match=r"loaded 300 readings; 301 were generated"):
         pipeline_runs(server_url, [files], tmp_path / "work", size.rows + 1)
     assert _bench_databases(server_url) == before
+
+
+@pytest.mark.slow
+def test_bench_layouts_load_every_layout_whole_and_report_the_fixed_cost_of_a_run(
+    server_url: str, tmp_path: Path
+) -> None:
+    from energy_pipelines.bench_layouts import chosen_layouts, run_layouts
+
+    before = _bench_databases(server_url)
+    size = BenchSize(meters=12, vehicles=8, minutes=120, files_per_stream=2, file_format="parquet")
+    cache = tmp_path / "bench"
+    report = run_layouts(server_url, cache, cache / "work", size, chosen_layouts(["50x5"]))
+
+    hourly, gateways = report["hourly"], report["50 gateways x 5-minute files"]
+    # pipeline_runs refuses a run that lost a reading: both loaded all 2,400.
+    assert hourly["files"] == 5 and gateways["files"] > hourly["files"]
+    assert gateways["slowdown_vs_first"] == pytest.approx(
+        gateways["seconds"] / hourly["seconds"], abs=0.01
+    )
+    costs = report["fixed_costs"]
+    assert set(costs) == {
+        "process_start_and_imports_s",
+        "first_run_with_schema_s",
+        "nothing_waiting_s",
+        "one_gateway_file_s",
+    }
+    assert 0 < costs["process_start_and_imports_s"] < costs["nothing_waiting_s"]
+    assert costs["nothing_waiting_s"] < costs["one_gateway_file_s"]
+    assert _bench_databases(server_url) == before
