@@ -13,19 +13,21 @@ ARCHIVE_DIR = "_archive"
 QUARANTINE_DIR = "_quarantine"
 
 
-def _free_destination(destination: Path) -> Path:
-    """Never overwrite an earlier file of the same name: add a counter before the suffix."""
-    if not destination.exists():
+def _free_destination(destination: str) -> str:
+    """Never overwrite an earlier file of the same name: add a counter before the suffix. (A
+    string path: a batch archives thousands of files, and each Path costs more than the check.)"""
+    if not os.path.lexists(destination):
         return destination
-    stem, suffix = destination.name, ""
+    folder, name = os.path.split(destination)
+    stem, suffix = name, ""
     for known in (".csv.gz", ".parquet", ".csv"):
         if stem.lower().endswith(known):
             stem, suffix = stem[: -len(known)], stem[-len(known) :]
             break
     counter = 1
     while True:
-        candidate = destination.with_name(f"{stem}.{counter}{suffix}")
-        if not candidate.exists():
+        candidate = os.path.join(folder, f"{stem}.{counter}{suffix}")
+        if not os.path.lexists(candidate):
             return candidate
         counter += 1
 
@@ -40,7 +42,7 @@ def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = 
     # One path built from strings: a batch archives thousands of files.
     within = file.relative_path.split("/", 1)[1]
     destination = _free_destination(
-        Path(os.path.join(landing_root, ARCHIVE_DIR, file.stream, day, within))
+        os.path.join(landing_root, ARCHIVE_DIR, file.stream, day, within)
     )
     try:
         os.rename(file.path, destination)
@@ -49,9 +51,9 @@ def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = 
         # files into the same few folders, and a check per file would cost a stat each.
         if not file.path.exists():
             raise
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
         os.rename(file.path, destination)
-    return destination
+    return Path(destination)
 
 
 class QuarantineIncomplete(Exception):
@@ -68,8 +70,10 @@ def quarantine_file(file: LandingFile, landing_root: Path, reason: str, sha256: 
     report is written in full (and flushed to disk) under a hidden name first, then the file and
     the report are renamed into place. When a step fails (a full disk, no inode left) the steps
     before it are undone, the file stays in landing and the OSError is raised."""
-    destination = _free_destination(
-        landing_root / QUARANTINE_DIR / file.stream / _within_stream(file, landing_root)
+    destination = Path(
+        _free_destination(
+            str(landing_root / QUARANTINE_DIR / file.stream / _within_stream(file, landing_root))
+        )
     )
     destination.parent.mkdir(parents=True, exist_ok=True)
     report = {
