@@ -639,7 +639,7 @@ def test_archive_keeps_gateway_sub_folders(tmp_path: Path) -> None:
     _write(tmp_path, "meter/gw-7/2026/a.csv", "content")
     file = _only_file(tmp_path, METER)
 
-    moved = archive_file(file, tmp_path, when=WHEN)
+    moved = Path(archive_file(file, tmp_path, when=WHEN))
 
     assert moved == tmp_path / ARCHIVE_DIR / "meter" / "2026-02-11" / "gw-7" / "2026" / "a.csv"
     assert moved.read_text() == "content"
@@ -652,7 +652,7 @@ def test_archive_never_overwrites(tmp_path: Path) -> None:
     moved = []
     for n in range(3):
         _write(tmp_path, "vehicle/gw/a.csv", f"version {n}")
-        moved.append(archive_file(_only_file(tmp_path, VEHICLE), tmp_path, when=WHEN))
+        moved.append(Path(archive_file(_only_file(tmp_path, VEHICLE), tmp_path, when=WHEN)))
     day = tmp_path / ARCHIVE_DIR / "vehicle" / "2026-02-11" / "gw"
     assert moved == [day / "a.csv", day / "a.1.csv", day / "a.2.csv"]
     assert [p.read_text() for p in moved] == ["version 0", "version 1", "version 2"]
@@ -665,7 +665,7 @@ def test_archive_never_overwrites(tmp_path: Path) -> None:
 def test_archive_counter_goes_before_the_suffix(tmp_path: Path, name: str, second: str) -> None:
     for _ in range(2):
         _write(tmp_path, f"meter/{name}", "x")
-        last = archive_file(_only_file(tmp_path, METER), tmp_path, when=WHEN)
+        last = Path(archive_file(_only_file(tmp_path, METER), tmp_path, when=WHEN))
     assert last.name == second
 
 

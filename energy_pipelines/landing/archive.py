@@ -37,7 +37,8 @@ def _within_stream(file: LandingFile, landing_root: Path) -> Path:
     return Path(file.relative_path).relative_to(file.stream)
 
 
-def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = None) -> Path:
+def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = None) -> str:
+    """Move a loaded file to the archive's folder of the day; its new path."""
     day = (when or datetime.now(UTC)).strftime("%Y-%m-%d")
     # One path built from strings: a batch archives thousands of files.
     within = file.relative_path.split("/", 1)[1]
@@ -53,7 +54,7 @@ def archive_file(file: LandingFile, landing_root: Path, when: datetime | None = 
             raise
         os.makedirs(os.path.dirname(destination), exist_ok=True)
         os.rename(file.path, destination)
-    return Path(destination)
+    return destination
 
 
 class QuarantineIncomplete(Exception):

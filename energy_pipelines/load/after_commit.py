@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def archive_loaded(
     if note is not None:
         log.warning("%s %s", file.relative_path, note)
         _record_note(conn, file_id, note)
-    return destination
+    return Path(destination)
 
 
 def quarantine_rejected(
@@ -72,17 +73,17 @@ def quarantine_rejected(
         return None
 
 
-def change_after_load(file: LandingFile, moved_to: Path, landing_root: Path) -> str | None:
+def change_after_load(file: LandingFile, moved_to: str | Path, landing_root: Path) -> str | None:
     """What changed in the file between its listing (hashed and loaded as listed) and its move,
     in words; None when nothing did."""
     try:
-        info = moved_to.lstat()
+        info = os.lstat(moved_to)
     except OSError:
         return None
     if info.st_size == file.size_bytes and info.st_mtime_ns == file.modified_ns:
         return None
     try:
-        where = moved_to.relative_to(landing_root).as_posix()
+        where = Path(moved_to).relative_to(landing_root).as_posix()
     except ValueError:
         where = str(moved_to)
     return (
