@@ -180,7 +180,8 @@ class BatchLoad:
                 continue
             if load.state == "quarantined":
                 reason = load.manifest.error or ""
-                load.moved_to = quarantine_rejected(load.file, landing, reason, load.sha256)
+                moved = quarantine_rejected(load.file, landing, reason, load.sha256)
+                load.moved_to = str(moved) if moved is not None else None
             else:
                 load.moved_to = archive_loaded(self.conn, load.file, load.file_id or 0, landing)
             if load.state == "written":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 from energy_pipelines.landing.discover import LandingFile
@@ -37,7 +36,7 @@ class FileOutcome:
 
     manifest: ManifestRow
     file_id: int | None
-    moved_to: Path | None
+    moved_to: str | None
     # True when the file had been loaded by an earlier run that stopped before moving it.
     healed: bool = False
     seconds: float = 0.0
@@ -53,7 +52,7 @@ class FileLoad:
         self.sha256 = ""
         self.raw: RawFile | None = None
         self.file_id: int | None = None
-        self.moved_to: Path | None = None
+        self.moved_to: str | None = None
         self.manifest = ManifestRow(
             stream=stream,
             path=file.relative_path,

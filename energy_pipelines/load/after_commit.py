@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 def archive_loaded(
     conn: Connection, file: LandingFile, file_id: int, landing_root: Path
-) -> Path | None:
+) -> str | None:
     """Move a file whose outcome is committed (loaded, or the same content loaded before) to
-    _archive; its new path, or None when it stays where it is."""
+    _archive; its new path (a string: a batch moves thousands of files, and a Path each costs
+    more than the move), or None when it stays where it is."""
     try:
         destination = archive_file(file, landing_root)
     except OSError as error:
@@ -46,7 +47,7 @@ def archive_loaded(
     if note is not None:
         log.warning("%s %s", file.relative_path, note)
         _record_note(conn, file_id, note)
-    return Path(destination)
+    return destination
 
 
 def quarantine_rejected(
