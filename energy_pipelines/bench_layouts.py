@@ -92,9 +92,8 @@ def run_layouts(
 def fixed_costs(server_url: str, files: list[Path], work: Path) -> dict[str, float]:
     """Seconds of an `energy-pipelines ingest` run with nothing waiting, and with one gateway
     file (one stream; `files`: three of them), each the best of three into one fresh database
-    (the first run also
-    creates the schema, timed apart); beside them what a Python process with the project's CLI
-    imported costs, which every run pays."""
+    (the first run also creates the schema, timed apart); beside them what every run pays
+    first, a Python process importing the project's CLI."""
     name = f"energy_bench_{uuid.uuid4().hex[:12]}"
     execute_admin(server_url, f"CREATE DATABASE {name}")
     landing = work / "fixed-cost-landing"
