@@ -1,4 +1,4 @@
-"""Mutated landing files through the real loader (issue 4): it never crashes or hangs, and the
+"""Mutated landing files through the real loader: it never crashes or hangs, and the
 counts of every file it loads reconcile.
 
 Hypothesis mutates a valid CSV, gzip-compressed CSV or Parquet file (byte flips, truncation,

@@ -1,4 +1,4 @@
-"""Hostile landing files through the real loader (issue 4).
+"""Hostile landing files through the real loader.
 
 Every kind of hostile file is dropped into landing storage next to a good sibling file, and
 `ingest_stream` runs for real against PostgreSQL. For each kind the test asserts:
