@@ -84,6 +84,20 @@ def settings(landing: Path, database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def offline_settings(landing: Path, tmp_path: Path) -> Settings:
+    """Settings for tests that never reach the database (the gateway's own)."""
+    return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def process_env(landing: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment of a gateway or CLI process of this test, its database unset."""
+    from tests.gateway_helpers import process_env_for
+
+    return process_env_for(landing, tmp_path)
+
+
+@pytest.fixture
 def env(database_url: str, landing: Path) -> dict[str, str]:
     """Environment for running the CLI as a subprocess against this test's database."""
     variables = dict(os.environ)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pyarrow.parquet as pq
 import uvicorn
 
@@ -111,14 +112,25 @@ def spool_lines(config: GatewayConfig, stream: str) -> list[bytes]:
     ]
 
 
+# How the schemathesis tests draw requests from the OpenAPI document: a few, the same each run.
+SCHEMA_CASES = hypothesis.settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def process_env_for(landing: Path, tmp_path: Path) -> dict[str, str]:
-    """The environment of a gateway or CLI process: this test's landing and state only."""
+def process_env_for(landing: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a gateway or CLI process: this test's landing and state only, and
+    `extra` variables."""
     variables = {
         k: v
         for k, v in os.environ.items()
@@ -129,16 +141,19 @@ def process_env_for(landing: Path, tmp_path: Path) -> dict[str, str]:
         ENERGY_STATE_DIR=str(tmp_path / "state"),
         ENERGY_SETTLE_SECONDS="0",
         ENERGY_GATEWAY_ROLL_SECONDS="3600",
+        **extra,
     )
     return variables
 
 
-def start_gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`energy-pipelines gateway` as its own process, on the port PORT names."""
+def start_gateway(
+    env: dict[str, str], log: Path, *args: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`energy-pipelines gateway ARGS` as its own process, up, on the port PORT names."""
     port = free_port()
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "energy_pipelines.cli", "gateway"],
+            [sys.executable, "-m", "energy_pipelines.cli", "gateway", *args],
             env={**env, "PORT": str(port)},
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -147,7 +162,10 @@ def start_gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[byte
     deadline = time.monotonic() + 30
     while True:
         assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the gateway did not come up"
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError("the gateway did not come up")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return process, url

@@ -27,24 +27,18 @@ from tests.conftest import query
 from tests.gateway_helpers import (
     CORRELATE_URL,
     METER_URL,
+    SCHEMA_CASES,
     VEHICLE_URL,
     RunningGateway,
     gateway_config,
     landed_files,
     landed_rows,
     meter,
-    process_env_for,
     run_cli,
     serve_in_thread,
     spool_lines,
     vehicle,
 )
-
-
-@pytest.fixture
-def offline_settings(landing: Path, tmp_path: Path) -> Settings:
-    # For tests that never reach the database.
-    return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
 
 
 @pytest.fixture
@@ -277,11 +271,6 @@ def test_a_failed_fsync_answers_503_and_the_next_request_gets_a_fresh_segment(
 # --- crash and recovery ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def process_env(landing: Path, tmp_path: Path) -> dict[str, str]:
-    return process_env_for(landing, tmp_path)
-
-
 # --- the OpenAPI document -------------------------------------------------------------------
 
 
@@ -296,13 +285,7 @@ def test_openapi_document_holds_under_schemathesis(settings: Settings) -> None:
                 modes.append(GenerationMode.NEGATIVE)
             for mode in modes:
 
-                @hypothesis.settings(
-                    max_examples=12,
-                    deadline=None,
-                    database=None,
-                    derandomize=True,
-                    suppress_health_check=list(hypothesis.HealthCheck),
-                )
+                @SCHEMA_CASES
                 @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
                 def check(case: schemathesis.Case) -> None:
                     case.call_and_validate(base_url=gw.url)

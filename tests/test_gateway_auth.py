@@ -3,8 +3,6 @@ is checked before the body is read, and the OpenAPI document declares it where i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from energy_pipelines.settings import Settings
@@ -20,11 +18,6 @@ from tests.gateway_helpers import (
 
 POSTS = (METER_URL, VEHICLE_URL, CORRELATE_URL)
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def offline_settings(landing: Path, tmp_path: Path) -> Settings:
-    return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
 
 
 # --- the token ------------------------------------------------------------------

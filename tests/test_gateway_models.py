@@ -23,6 +23,7 @@ from tests.conftest import query
 from tests.gateway_helpers import (
     CORRELATE_URL,
     METER_URL,
+    SCHEMA_CASES,
     VEHICLE_URL,
     client_for,
     gateway_config,
@@ -54,11 +55,6 @@ def vehicle(vehicle_id: str = "v-1", minute: int = 0, **values: Any) -> dict[str
         "timestamp": f"2026-02-11T10:{minute:02d}:00Z",
     }
     return {**reading, **values}
-
-
-@pytest.fixture
-def offline_settings(landing: Path, tmp_path: Path) -> Settings:
-    return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
 
 
 # --- the request models --------------------------------------------------------------------
@@ -304,13 +300,7 @@ def test_checked_openapi_document_holds_under_schemathesis(offline_settings: Set
             assert "422" in operation.definition.raw["responses"]
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-                @hypothesis.settings(
-                    max_examples=12,
-                    deadline=None,
-                    database=None,
-                    derandomize=True,
-                    suppress_health_check=list(hypothesis.HealthCheck),
-                )
+                @SCHEMA_CASES
                 @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
                 def check(case: schemathesis.Case) -> None:
                     # A timestamp must fall between 2000 and a few minutes from now, which

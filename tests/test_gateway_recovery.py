@@ -26,22 +26,11 @@ from tests.gateway_helpers import (
     landed_files,
     landed_rows,
     meter,
-    process_env_for,
     run_cli,
     serve_in_thread,
     start_gateway,
     vehicle,
 )
-
-
-@pytest.fixture
-def offline_settings(landing: Path, tmp_path: Path) -> Settings:
-    return Settings(landing_dir=landing, database_url=None, state_dir=tmp_path / "state")
-
-
-@pytest.fixture
-def process_env(landing: Path, tmp_path: Path) -> dict[str, str]:
-    return process_env_for(landing, tmp_path)
 
 
 def test_kill_9_after_202s_then_restart_loads_every_accepted_record_exactly_once(

@@ -22,6 +22,7 @@ import pytest
 from energy_pipelines.load.database import connect
 from energy_pipelines.load.manifest import stream_lock_holder
 from tests.conftest import query
+from tests.gateway_helpers import free_port, process_env_for, start_gateway
 from tests.helpers import METER_HEADER, as_user, cli, write_csv
 
 ROWS = [f"m-{n},0.5,230,2026-02-11T10:{n:02d}:00Z" for n in range(5)]
@@ -436,49 +437,12 @@ def test_days_whose_daily_run_never_happened_are_requested_again(
 # --- 8. the gateway: no quiet opening to the network; idle and slow connections closed ------
 
 
-def _gateway_env(landing: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
-    variables = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ENERGY_") and k not in ("PORT", "DATABASE_URL")
-    }
-    variables.update(
-        ENERGY_LANDING_DIR=str(landing),
-        ENERGY_STATE_DIR=str(tmp_path / "state"),
-        ENERGY_GATEWAY_ROLL_SECONDS="3600",
-        **extra,
-    )
-    return variables
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def gateway(env: dict[str, str], log: Path, *args: str) -> Iterator[int]:
-    """`energy-pipelines gateway ARGS` as its own process, up; its port."""
-    port = _free_port()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "energy_pipelines.cli", "gateway", "--port", str(port), *args],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    """`energy-pipelines gateway ARGS` as its own process, up, for the block; its port."""
+    process, url = start_gateway(env, log, *args)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the gateway did not come up"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield port
+        yield int(httpx.URL(url).port or 0)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -487,11 +451,11 @@ def gateway(env: dict[str, str], log: Path, *args: str) -> Iterator[int]:
 def test_the_gateway_refuses_to_listen_beyond_loopback_without_a_token(
     landing: Path, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "energy_pipelines.cli", "gateway", "--host", "0.0.0.0"]
     refused = subprocess.run(
         [*command, "--port", str(port)],
-        env=_gateway_env(landing, tmp_path),
+        env=process_env_for(landing, tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
@@ -508,14 +472,21 @@ def test_the_gateway_opens_to_the_network_only_when_told_and_then_warns_loudly(
 ) -> None:
     log = tmp_path / "open.log"
     with gateway(
-        _gateway_env(landing, tmp_path), log, "--host", "0.0.0.0", "--allow-unauthenticated-remote"
+        process_env_for(landing, tmp_path),
+        log,
+        "--host",
+        "0.0.0.0",
+        "--allow-unauthenticated-remote",
     ):
         pass
     assert "WARNING: the gateway listens on 0.0.0.0" in log.read_text()
     assert "WITHOUT AUTHENTICATION" in log.read_text()
     quiet = tmp_path / "token.log"
     with gateway(
-        _gateway_env(landing, tmp_path, ENERGY_GATEWAY_TOKEN="s3cret"), quiet, "--host", "0.0.0.0"
+        process_env_for(landing, tmp_path, ENERGY_GATEWAY_TOKEN="s3cret"),
+        quiet,
+        "--host",
+        "0.0.0.0",
     ):
         pass
     assert "WARNING" not in quiet.read_text()
@@ -536,7 +507,7 @@ def _closed_after(sock: socket.socket, limit: float) -> float:
 def test_idle_and_slow_connections_are_closed_after_their_timeouts(
     landing: Path, tmp_path: Path
 ) -> None:
-    env = _gateway_env(
+    env = process_env_for(
         landing,
         tmp_path,
         ENERGY_GATEWAY_KEEP_ALIVE_SECONDS="1",
