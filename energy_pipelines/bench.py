@@ -263,6 +263,21 @@ def quality_refresh(database_url: str, days: list[date]) -> dict[str, Any]:
     return {"seconds": round(seconds, 3), "readings_read": read, "rows": rows}
 
 
+def cli_env(database_url: str, landing: Path, work: Path) -> dict[str, str]:
+    """The environment of a timed `energy-pipelines` run: its database and landing, files
+    settled at once, and the bench's own Dagster instance (the CLI records every run in one),
+    not the UI's history."""
+    dagster_home = (work / "dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "DATABASE_URL": database_url,
+        "ENERGY_LANDING_DIR": str(landing),
+        "ENERGY_SETTLE_SECONDS": "0",
+    }
+
+
 def pipeline_runs(
     server_url: str,
     batches: list[Path],
@@ -280,17 +295,8 @@ def pipeline_runs(
     execute_admin(server_url, f"CREATE DATABASE {name}")
     landing = work / "landing"
     stats = work / "stats.json"
-    # The CLI records every run in a Dagster instance: the bench's own, not the UI's history.
-    dagster_home = (work / "dagster_home").resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "DATABASE_URL": with_database(server_url, name),
-        "ENERGY_LANDING_DIR": str(landing),
-        "ENERGY_SETTLE_SECONDS": "0",
-        "ENERGY_MAX_FILES_PER_RUN": "100000",
-    }
+    env = cli_env(with_database(server_url, name), landing, work)
+    env["ENERGY_MAX_FILES_PER_RUN"] = "100000"
     command = [sys.executable, "-m", "energy_pipelines.cli", "ingest", "--stats-json", str(stats)]
     results = []
     try:

@@ -8,7 +8,6 @@ slowdown against the hourly files, then the fixed cost of a run (fixed_costs).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from energy_pipelines.bench import BenchSize, cached_files, pipeline_runs
+from energy_pipelines.bench import BenchSize, cached_files, cli_env, pipeline_runs
 from energy_pipelines.layouts import Layout, cut_into_gateways
 from energy_pipelines.load.database import execute_admin, with_database
 
@@ -99,14 +98,7 @@ def fixed_costs(server_url: str, files: list[Path], work: Path) -> dict[str, flo
     landing = work / "fixed-cost-landing"
     shutil.rmtree(landing, ignore_errors=True)
     landing.mkdir(parents=True)
-    (work / "dagster_home").mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str((work / "dagster_home").resolve()),
-        "DATABASE_URL": with_database(server_url, name),
-        "ENERGY_LANDING_DIR": str(landing),
-        "ENERGY_SETTLE_SECONDS": "0",
-    }
+    env = cli_env(with_database(server_url, name), landing, work)
 
     def timed(*command: str) -> float:
         started = time.perf_counter()

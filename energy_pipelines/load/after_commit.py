@@ -74,7 +74,7 @@ def quarantine_rejected(
         return None
 
 
-def change_after_load(file: LandingFile, moved_to: str | Path, landing_root: Path) -> str | None:
+def change_after_load(file: LandingFile, moved_to: str, landing_root: Path) -> str | None:
     """What changed in the file between its listing (hashed and loaded as listed) and its move,
     in words; None when nothing did."""
     try:
