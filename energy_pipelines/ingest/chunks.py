@@ -47,6 +47,11 @@ SMALL_PARQUET_BYTES = 16 << 10
 DENSEST_SMALL_PARQUET_BYTES_PER_ROW = 3.0
 
 
+def estimated_from_size(file: LandingFile) -> bool:
+    """Whether the file's rows are estimated from its size (a small Parquet file)."""
+    return file.format == "parquet" and file.size_bytes <= SMALL_PARQUET_BYTES
+
+
 class RowDensity:
     """The fewest bytes a row of the small Parquet files read so far, per read batch: what the
     next batches' rows are estimated with (never fewer rows than the densest batch had)."""
@@ -56,13 +61,7 @@ class RowDensity:
         self._measured = False
 
     def observe(self, loads: list[FileLoad]) -> None:
-        small = [
-            x
-            for x in loads
-            if x.raw is not None
-            and x.file.format == "parquet"
-            and x.file.size_bytes <= SMALL_PARQUET_BYTES
-        ]
+        small = [x for x in loads if x.raw is not None and estimated_from_size(x.file)]
         rows = sum(x.raw.frame.height for x in small if x.raw is not None)
         if rows:
             density = sum(x.file.size_bytes for x in small) / rows
@@ -75,7 +74,7 @@ def estimated_rows(file: LandingFile, density: RowDensity | None = None) -> int:
     file), or an estimate for text files (about 40 bytes a CSV row; gzip shrinks readings
     about 4 times). A footer that cannot be read counts as no rows: the reader says what is
     wrong with the file."""
-    if file.format == "parquet" and file.size_bytes <= SMALL_PARQUET_BYTES:
+    if estimated_from_size(file):
         per_row = density.bytes_per_row if density else DENSEST_SMALL_PARQUET_BYTES_PER_ROW
         return max(1, int(file.size_bytes / per_row))
     if file.format == "parquet":

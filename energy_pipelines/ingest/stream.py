@@ -27,6 +27,7 @@ from energy_pipelines.ingest.chunks import (
     FileFailed,
     PreparedChunk,
     RowDensity,
+    estimated_from_size,
     estimated_rows,
     prepare_chunks,
     read_files,
@@ -163,7 +164,8 @@ def plan_batches(
         if batch and full:
             yield PlannedBatch(batch)
             batch, size, rows = [], 0, 0
-            estimate = estimated_rows(file, density)  # what the batch just read teaches
+            if estimated_from_size(file):  # what the batch just read teaches
+                estimate = estimated_rows(file, density)
         if estimate > small_rows:
             yield PlannedBatch([file], True, estimate > settings.file_limits.stream_above_rows)
             continue
