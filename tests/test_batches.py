@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -298,10 +299,30 @@ def test_gateway_layouts_load_the_same_readings_as_whole_fleet_files(
     assert query(db, "SELECT count(*) FROM vehicle_readings_history") == [(40 * 30,)]
 
 
+def _read_at_once(root: Path, files: list[Any] | None = None) -> list[Any] | None:
+    """The waiting meter files (or `files`) read together, from their bytes as a batch reads
+    them."""
+    from energy_pipelines.landing.discover import find_waiting_files
+    from energy_pipelines.landing.read_many import read_files_at_once
+
+    files = files if files is not None else find_waiting_files(root, METER, 0)
+    return read_files_at_once(files, [f.path.read_bytes() for f in files], METER)
+
+
+def _assert_read_as_alone(together: list[Any] | None, files: list[Any]) -> None:
+    from energy_pipelines.landing.read import read_landing_file
+
+    assert together is not None
+    for raw, file in zip(together, files, strict=True):
+        alone = read_landing_file(file, METER)
+        assert raw.frame.equals(alone.frame), file.relative_path
+        assert raw.frame.schema == alone.frame.schema
+        assert (raw.source_names, raw.extra_columns) == (alone.source_names, alone.extra_columns)
+        assert raw.shape == alone.shape
+
+
 def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) -> None:
     from energy_pipelines.landing.discover import find_waiting_files
-    from energy_pipelines.landing.read import read_landing_file
-    from energy_pipelines.landing.read_many import read_files_at_once
 
     folder = tmp_path / "meter" / "gw-1"
     folder.mkdir(parents=True)
@@ -311,27 +332,19 @@ def test_parquet_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) 
             table = table.slice(0, 0)  # a file without rows
         pq.write_table(table, folder / f"f{n}.parquet")
     files = find_waiting_files(tmp_path, METER, 0)
-    together = read_files_at_once(files, METER)
-    assert together is not None
-    for raw, file in zip(together, files, strict=True):
-        alone = read_landing_file(file, METER)
-        assert raw.frame.equals(alone.frame)
-        assert raw.frame.schema == alone.frame.schema
-        assert (raw.source_names, raw.extra_columns) == (alone.source_names, alone.extra_columns)
+    _assert_read_as_alone(_read_at_once(tmp_path), files)
 
     # One file of another layout (snake_case headers): each is read on its own instead.
     table = meter_table().rename_columns(["meter_id", "kwh_consumed_ac", "voltage", "timestamp"])
     pq.write_table(table, folder / "f9.parquet")
-    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    assert _read_at_once(tmp_path) is None
     # And a truncated one.
     (folder / "f9.parquet").write_bytes((folder / "f0.parquet").read_bytes()[:40])
-    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    assert _read_at_once(tmp_path) is None
 
 
 def test_csv_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) -> None:
     from energy_pipelines.landing.discover import find_waiting_files
-    from energy_pipelines.landing.read import read_landing_file
-    from energy_pipelines.landing.read_many import read_files_at_once
 
     rows = [f"m-{n},0.{n},23{n},{TS.format(n)}" for n in range(4)]
     bodies = {
@@ -343,19 +356,13 @@ def test_csv_files_read_at_once_equal_files_read_one_by_one(tmp_path: Path) -> N
     for name, body in bodies.items():
         write_csv(tmp_path, "meter", f"gw-1/{name}", METER_HEADER, body)
     files = [f for f in find_waiting_files(tmp_path, METER, 0) if f.path.name != "d.csv"]
-    together = read_files_at_once(files, METER)
-    assert together is not None
-    for raw, file in zip(together, files, strict=True):
-        alone = read_landing_file(file, METER)
-        assert raw.frame.equals(alone.frame), file.relative_path
-        assert raw.frame.schema == alone.frame.schema
-        assert (raw.source_names, raw.extra_columns) == (alone.source_names, alone.extra_columns)
+    _assert_read_as_alone(_read_at_once(tmp_path, files), files)
     # The row too wide for its header: read one by one, where its reason is given.
-    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    assert _read_at_once(tmp_path) is None
     # Another header (an extra column) in the folder: one by one.
     (tmp_path / "meter" / "gw-1" / "d.csv").unlink()
     write_csv(tmp_path, "meter", "gw-1/e.csv", METER_HEADER + ",firmware", [rows[0] + ",1.2"])
-    assert read_files_at_once(find_waiting_files(tmp_path, METER, 0), METER) is None
+    assert _read_at_once(tmp_path) is None
 
 
 def test_stored_and_new_readings_interleaved_in_a_batch_are_told_apart_exactly(

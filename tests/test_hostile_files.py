@@ -1216,6 +1216,8 @@ def _install_race(monkeypatch: pytest.MonkeyPatch, race: str, target: Path) -> N
 
         monkeypatch.setattr(ingest_stream_module, "find_waiting_files", find)
     elif race == "append_after_hashing":
+        # A file of a batch is hashed as its bytes are read; a file alone, as a stream.
+        real_content = ingest_chunks.read_content
 
         def sha256_of(path: Path) -> str:
             digest = real_sha(path)
@@ -1223,7 +1225,14 @@ def _install_race(monkeypatch: pytest.MonkeyPatch, race: str, target: Path) -> N
                 append()
             return digest
 
+        def read_content(path: Path) -> tuple[bytes, str]:
+            content = real_content(path)
+            if path == target:
+                append()
+            return content
+
         monkeypatch.setattr(ingest_chunks, "sha256_of", sha256_of)
+        monkeypatch.setattr(ingest_chunks, "read_content", read_content)
     else:
         raise AssertionError(race)
 

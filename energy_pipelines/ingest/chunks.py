@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.ingest.files import FileLoad
-from energy_pipelines.landing.discover import LandingFile, sha256_of
+from energy_pipelines.landing.discover import LandingFile, read_content, sha256_of
 from energy_pipelines.landing.errors import FileRejected, first_line, printable
 from energy_pipelines.landing.read import RawFile, iter_landing_chunks, read_landing_file
 from energy_pipelines.landing.read_many import read_files_at_once
 from energy_pipelines.settings import Settings
-from energy_pipelines.transform.batch import combine, shape_of
+from energy_pipelines.transform.batch import combine
 from energy_pipelines.transform.readings import (
     DeduplicatedRows,
     EarlierRows,
@@ -93,11 +93,17 @@ def read_files(loads: list[FileLoad], stream: Stream, settings: Settings, whole:
     """Hash every file and, unless it is a large file read as it loads (`whole` false), read
     it. A file that vanished is left (another run took it); one that cannot be read is
     quarantined with the reason. The files of one folder are read by one call when they can
-    be, any other one by one."""
-    folders: dict[Any, list[FileLoad]] = {}
+    be, from the bytes that were hashed; any other one by one."""
+    folders: dict[Any, list[tuple[FileLoad, bytes]]] = {}
+    together = whole and len(loads) > 1  # small files: each read once, hashed and parsed
     for load in loads:
+        content = b""
         try:
-            load.hashed(sha256_of(load.file.path))
+            if together:
+                content, sha256 = read_content(load.file.path)
+            else:
+                sha256 = sha256_of(load.file.path)
+            load.hashed(sha256)
         except FileNotFoundError:
             load.leave()
             continue
@@ -105,14 +111,15 @@ def read_files(loads: list[FileLoad], stream: Stream, settings: Settings, whole:
             load.quarantine(PERMISSION_DENIED)
             continue
         if whole:
-            folders.setdefault(load.file.path.parent, []).append(load)
+            folders.setdefault(load.file.path.parent, []).append((load, content))
     for members in folders.values():
-        together = read_files_at_once([m.file for m in members], stream, settings.file_limits)
-        if together is not None:
-            for member, raw in zip(members, together, strict=True):
+        files, contents = [m.file for m, _ in members], [c for _, c in members]
+        at_once = read_files_at_once(files, contents, stream, settings.file_limits)
+        if at_once is not None:
+            for (member, _), raw in zip(members, at_once, strict=True):
                 member.raw = raw
             continue
-        for member in members:
+        for member, _ in members:
             try:
                 member.raw = read_landing_file(member.file, stream, settings.file_limits)
             except FileRejected as rejected:
@@ -197,7 +204,7 @@ def prepare_chunks(
     shapes: dict[tuple[Any, ...], list[int]] = {}
     for position, load in enumerate(loads):
         assert load.raw is not None, load.path
-        shapes.setdefault(shape_of(load.raw), []).append(position)
+        shapes.setdefault(load.raw.shape, []).append(position)
     previous: PreparedChunk | None = None
     for positions in shapes.values():
         if previous is not None:

@@ -142,6 +142,14 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def read_content(path: Path) -> tuple[bytes, str]:
+    """A small file's bytes and their sha256: read once, so the rows parsed from these bytes
+    are exactly the content the hash names."""
+    with path.open("rb") as handle:
+        content = handle.read()
+    return content, hashlib.sha256(content).hexdigest()
+
+
 def count_data_files(landing_root: Path, stream: Stream) -> int:
     """Data files under the stream's folder, settled or not: names only, no stat per file, so a
     caller can size its work before listing the files for real."""

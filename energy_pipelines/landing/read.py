@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -51,6 +52,19 @@ class RawFile:
     frame: pl.DataFrame
     source_names: dict[str, str]
     extra_columns: list[str]
+    # layout_of(frame.schema, source_names), when the reader knows it (files read together
+    # share one): batches group their files by it.
+    layout: tuple[Any, ...] | None = field(default=None, compare=False)
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        return self.layout or layout_of(self.frame.schema, self.source_names)
+
+
+def layout_of(schema: pl.Schema, source_names: dict[str, str]) -> tuple[Any, ...]:
+    """Files combine when their rows have the same column types and came under the same
+    headers (quarantined rows name the header the file used)."""
+    return (tuple(schema.items()), tuple(sorted(source_names.items())))
 
 
 def read_landing_file(

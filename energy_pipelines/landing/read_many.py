@@ -8,7 +8,10 @@ caller reads the files one by one, with the checks and the reason that come with
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.landing.checks import (
@@ -22,7 +25,7 @@ from energy_pipelines.landing.checks import (
 )
 from energy_pipelines.landing.discover import LandingFile
 from energy_pipelines.landing.errors import FileRejected, failures_as, first_line
-from energy_pipelines.landing.read import ROW_NUMBER, RawFile, named, not_blank
+from energy_pipelines.landing.read import ROW_NUMBER, RawFile, layout_of, named, not_blank
 from energy_pipelines.settings import FileLimits
 
 _SOURCE = "__source_file"
@@ -38,41 +41,64 @@ def _one_by_one(exc: BaseException) -> FileRejected:
 
 
 def read_files_at_once(
-    files: list[LandingFile], stream: Stream, limits: FileLimits | None = None
+    files: list[LandingFile],
+    contents: list[bytes],
+    stream: Stream,
+    limits: FileLimits | None = None,
 ) -> list[RawFile] | None:
-    """The files' RawFiles, in the files' order, when they can be read together; else None."""
+    """The files' RawFiles, in the files' order, when they can be read together; else None.
+    `contents`: the files' bytes as read and hashed (Parquet files are parsed from them, so
+    the rows are those of the content the manifest names)."""
     limits = limits or FileLimits()
     if len(files) < 2:
         return None
     if all(f.format == "parquet" for f in files):
-        return _parquet_at_once(files, stream, limits)
+        return _parquet_at_once(files, contents, stream, limits)
     if all(f.format == "csv" for f in files):
         return _csv_at_once(files, stream, limits)
     return None
 
 
 def _parquet_at_once(
-    files: list[LandingFile], stream: Stream, limits: FileLimits
+    files: list[LandingFile], contents: list[bytes], stream: Stream, limits: FileLimits
 ) -> list[RawFile] | None:
+    """Parsed from bytes, Polars cannot name the file of each row; each file's footer gives
+    its rows instead, and the files' rows follow each other in order."""
     if sum(f.size_bytes for f in files) * PARQUET_MEMORY_FACTOR > limits.memory_budget_bytes:
         return None
     try:
         with failures_as(_one_by_one):
             for file in files:
                 check_size(file, limits)
-            frame = pl.read_parquet([str(f.path) for f in files], include_file_paths=_SOURCE)
-            mapping, extra = map_columns([c for c in frame.columns if c != _SOURCE], stream)
+            heights = [pq.read_metadata(pa.BufferReader(c)).num_rows for c in contents]
+            frame = pl.read_parquet(contents)
+            if frame.height != sum(heights):
+                return None
+            mapping, extra = map_columns(frame.columns, stream)
             check_types(frame.schema, mapping, stream)
     except FileRejected:
         return None
+    if not _fast_types(frame.schema, mapping, stream):
+        return None
+    starts = np.cumsum([0, *heights[:-1]], dtype=np.int64)
+    in_file = np.arange(frame.height, dtype=np.int64) - np.repeat(starts, heights) + 1
+    renamed = named(frame.with_columns(pl.Series(ROW_NUMBER, in_file)), mapping)
+    shape = layout_of(renamed.schema, mapping)
+    return [
+        RawFile(renamed.slice(start, height), dict(mapping), list(extra), shape)
+        for start, height in zip(starts.tolist(), heights, strict=True)
+    ]
+
+
+def _fast_types(schema: pl.Schema, mapping: dict[str, str], stream: Stream) -> bool:
+    """Types read together as they are (else the one-file reader normalizes them)."""
     for field in stream.fields:
-        dtype = frame.schema[mapping[field.column]]
+        dtype = schema[mapping[field.column]]
         plain = dtype in _FAST_DTYPES
         utc = isinstance(dtype, pl.Datetime) and dtype.time_zone in (None, "UTC")
         if not (plain or (field.kind == "timestamp" and utc)):
-            return None
-    numbered = frame.with_columns(_row_numbers())
-    return _per_file(numbered, files, mapping, extra)
+            return False
+    return True
 
 
 def _csv_at_once(
@@ -117,10 +143,9 @@ def _per_file(
 ) -> list[RawFile]:
     renamed = named(frame, mapping, _SOURCE)
     parts = renamed.partition_by(_SOURCE, as_dict=True, include_key=False)
-    raws = []
-    for file in files:
-        part = parts.get((str(file.path),))
-        if part is None:  # a file without rows
-            part = renamed.clear().drop(_SOURCE)
-        raws.append(RawFile(frame=part, source_names=dict(mapping), extra_columns=list(extra)))
-    return raws
+    empty = renamed.clear().drop(_SOURCE)  # for a file without rows
+    shape = layout_of(empty.schema, mapping)
+    return [
+        RawFile(parts.get((str(file.path),), empty), dict(mapping), list(extra), shape)
+        for file in files
+    ]

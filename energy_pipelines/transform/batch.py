@@ -13,7 +13,6 @@ large file read in chunks is a batch of one whose chunks keep the file's own row
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -35,14 +34,8 @@ def file_row_of(row_number: pl.Expr) -> pl.Expr:
     return (row_number % (1 << _FILE_SHIFT)).cast(pl.Int64)
 
 
-def shape_of(raw: RawFile) -> tuple[Any, ...]:
-    """Files combine when their rows have the same column types and came under the same
-    headers (quarantined rows name the header the file used)."""
-    return (tuple(raw.frame.schema.items()), tuple(sorted(raw.source_names.items())))
-
-
 def combine(raws: Sequence[RawFile], positions: Sequence[int]) -> RawFile:
-    """One RawFile of files with the same shape_of(); `positions`: each file's place in the
+    """One RawFile of files with the same RawFile.shape; `positions`: each file's place in the
     batch, which becomes the high bits of its rows' batch numbers."""
     if len(raws) == 1 and positions[0] == 0:
         return raws[0]  # a batch of one keeps the file's own numbers
