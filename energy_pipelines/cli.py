@@ -51,17 +51,22 @@ def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     }
 
 
-def _refresh_hot_status(settings: Settings) -> None:
-    """What a stopped run loaded but did not fold into the current-status tables."""
-    from energy_pipelines.contract import METER, VEHICLE
+def _finish_stopped_run(settings: Settings) -> None:
+    """What a stopped run loaded but did not finish: new tables whose keys it did not build
+    (their rows are not visible in history until then), current-status tables not refreshed."""
+    from energy_pipelines.contract import METER, STREAM_ORDER, VEHICLE
     from energy_pipelines.hot_status.refresh import refresh_status
     from energy_pipelines.load.database import connect, resolve_database_url
+    from energy_pipelines.load.key_builds import finish_new_tables
     from energy_pipelines.load.migrations import upgrade_once
 
     url = resolve_database_url(settings)
     with connect(url) as conn:
         # A first run may find nothing to load on a database no run has migrated yet.
         upgrade_once(conn, url)
+        for stream in STREAM_ORDER:
+            if stream.has_timestamp:
+                finish_new_tables(conn, url, stream, settings.load_sessions)
         for stream in (METER, VEHICLE):
             refresh_status(conn, stream)
 
@@ -98,7 +103,7 @@ def run_ingest(
         # Nothing to load: no run to start (importing and running Dagster costs seconds); days a
         # stopped run left stale are still refreshed.
         print("no settled files were waiting in", settings.landing_dir)
-        _refresh_hot_status(settings)
+        _finish_stopped_run(settings)
         refreshed = refresh_daily(settings, None)
         if refreshed:
             print("daily tables refreshed for " + ", ".join(d.isoformat() for d in refreshed))

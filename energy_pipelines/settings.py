@@ -238,6 +238,9 @@ class Settings:
         "auto", "ENERGY_STREAM_WORKERS", choices=("auto", "threads", "processes")
     )
     process_min_files: int = env_field(500, "ENERGY_PROCESS_MIN_FILES", minimum=1)
+    # Sessions a stream's load may use at once, for the key builds of its new tables (0: as
+    # many as this process has cores).
+    sessions: int = env_field(0, "ENERGY_LOAD_SESSIONS", minimum=0)
     limits: ValidationLimits = field(default_factory=ValidationLimits)
     file_limits: FileLimits = field(default_factory=FileLimits)
     # Efficiency below evidence.fault_threshold is flagged fault_suspected, on paired evidence.
@@ -251,6 +254,10 @@ class Settings:
     # First UTC day of the daily partitions in Dagster.
     first_day: str = env_field("2020-01-01", "ENERGY_FIRST_DAY")
     sensor_retry: SensorRetry = field(default_factory=SensorRetry)
+
+    @property
+    def load_sessions(self) -> int:
+        return self.sessions or usable_cores()
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -3,6 +3,8 @@ history_new_tables, written when such a table is created and deleted when it is 
 
 from __future__ import annotations
 
+import pytest
+
 from energy_pipelines.load.database import connect
 from tests.conftest import query
 from tests.helpers import as_user
@@ -102,3 +104,102 @@ def test_retention_drops_the_new_tables_of_the_days_it_drops(db) -> None:
     db.commit()
     assert query(db, "SELECT to_regclass('vehicle_readings_history_p20260201_h09')") == [(None,)]
     assert query(db, NEW_TABLES) == []
+
+
+def _four_new_hours(database_url: str) -> list[str]:
+    """Four new hour tables of one day, a reading in each, as a load leaves them."""
+    loader = connect(as_user(database_url, "energy_loader"))
+    names = []
+    try:
+        with loader.cursor() as cur:
+            for hour in range(4):
+                ts = f"2026-02-12 0{hour}:30+00"
+                cur.execute(
+                    "SELECT hour_table_for_new_rows('meter_readings_history', $1::timestamptz)",
+                    (ts,),
+                )
+                [name] = cur.fetchone()
+                cur.execute(f"INSERT INTO {name} VALUES ('m-1', $1::timestamptz, 1, 230, 1)", (ts,))
+                names.append(name)
+        loader.commit()
+    finally:
+        loader.close()
+    return names
+
+
+def test_the_keys_of_a_streams_new_tables_are_built_side_by_side(database_url: str, db) -> None:
+    import threading
+
+    from energy_pipelines.contract import METER
+    from energy_pipelines.load.key_builds import KeyBuilds, finish_new_tables
+
+    names = _four_new_hours(database_url)
+    # Another session reads every new table: a key build (ACCESS EXCLUSIVE) waits for it, so
+    # the builds in flight at once are the sessions waiting, each on its own table.
+    blocker = connect(database_url)
+    with blocker.cursor() as cur:
+        for name in names:
+            cur.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
+    finished: list[KeyBuilds] = []
+    loader = connect(as_user(database_url, "energy_loader"))
+    thread = threading.Thread(
+        target=lambda: finished.append(
+            finish_new_tables(loader, as_user(database_url, "energy_loader"), METER, 8)
+        )
+    )
+    thread.start()
+    try:
+        waiting: list[tuple] = []
+        for _ in range(200):
+            waiting = query(
+                db,
+                "SELECT DISTINCT l.pid, c.relname::text FROM pg_locks l"
+                " JOIN pg_class c ON c.oid = l.relation WHERE NOT l.granted"
+                " AND c.relname LIKE 'meter_readings_history_p20260212_h%' ORDER BY 2",
+            )
+            if len(waiting) == len(names):
+                break
+            threading.Event().wait(0.05)
+        assert sorted(name for _pid, name in waiting) == names
+        assert len({pid for pid, _name in waiting}) == len(names)  # one session each
+    finally:
+        blocker.rollback()
+        blocker.close()
+        thread.join(timeout=60)
+        loader.close()
+    [builds] = finished
+    assert builds.tables == names and len(builds.session_seconds) == len(names)
+    assert query(db, NEW_TABLES) == []
+    assert query(
+        db,
+        "SELECT count(*) FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid"
+        " WHERE i.inhparent = 'meter_readings_history_p20260212'::regclass AND x.indisprimary",
+    ) == [(4,)]
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(4,)]
+
+
+def test_key_builds_hold_the_streams_lock_so_no_batch_writes_meanwhile(
+    database_url: str, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from energy_pipelines.contract import METER
+    from energy_pipelines.load.key_builds import finish_new_tables
+    from energy_pipelines.load.manifest import lock_stream
+
+    _four_new_hours(database_url)
+    holder = connect(database_url)
+    try:
+        with holder.cursor() as cur:
+            lock_stream(cur, "meter")
+        loader = connect(as_user(database_url, "energy_loader"))
+        try:
+            # The batch holding the lock keeps the builds from starting: the finish's own
+            # wait runs out (lock_timeout) and nothing is attached.
+            monkeypatch.setenv("ENERGY_LOCK_TIMEOUT_SECONDS", "1")
+            with pytest.raises(Exception, match="lock"):
+                finish_new_tables(loader, as_user(database_url, "energy_loader"), METER, 8)
+            assert len(query(db, NEW_TABLES)) == 4
+        finally:
+            loader.close()
+    finally:
+        holder.rollback()
+        holder.close()

@@ -35,10 +35,9 @@ from energy_pipelines.ingest.chunks import (
 from energy_pipelines.ingest.files import FileLoad, FileOutcome
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files
 from energy_pipelines.landing.errors import first_line, printable
-from energy_pipelines.load.database import Connection
+from energy_pipelines.load.database import Connection, resolve_database_url
 from energy_pipelines.load.errors import blames_the_file
-from energy_pipelines.load.history import finish_new_tables
-from energy_pipelines.load.manifest import lock_stream
+from energy_pipelines.load.key_builds import finish_new_tables
 from energy_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,8 @@ def ingest_stream(
             outcomes.extend(load_batch(conn, current, stream, settings))
     if stream.has_timestamp:
         started = time.perf_counter()
-        _finish_new_tables(conn, stream)
+        url = resolve_database_url(settings)
+        finish_new_tables(conn, url, stream, settings.load_sessions)
         outcomes.index_seconds = time.perf_counter() - started
     return outcomes
 
@@ -286,14 +286,3 @@ def _connection_alive(conn: Connection) -> bool:
         return True
     except Exception:
         return False
-
-
-def _finish_new_tables(conn: Connection, stream: Stream) -> None:
-    """Index and attach the days and hours loaded without an index, by this run or by one that
-    stopped before its end."""
-    with conn.cursor() as cur:
-        lock_stream(cur, stream.name)
-        finished = finish_new_tables(cur, stream)
-    conn.commit()
-    if finished:
-        log.info("indexed and attached %s", ", ".join(finished))

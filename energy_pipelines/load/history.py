@@ -65,14 +65,6 @@ def ensure_hour_partitions(cur: Any, stream: Stream, hours: list[datetime]) -> N
         cur.execute("SELECT ensure_hour_partition($1::regclass, $2)", (stream.table, hour))
 
 
-def finish_new_tables(cur: Any, stream: Stream) -> list[str]:
-    """Build the key index of every day and hour table loaded without one (by this run, or by
-    one that stopped before its end) and attach it (sql/repeatable/history_partitions.sql). The
-    caller holds the stream lock."""
-    cur.execute("SELECT finish_new_tables($1::regclass)", (stream.table,))
-    return [row[0] for row in cur.fetchall()]
-
-
 def _naive_ts(rows: pa.Table) -> pa.ChunkedArray:
     # UTC wall time without the zone: Arrow then floors without converting every value through
     # the zone's rules (10 times faster).
@@ -221,7 +213,7 @@ def write_history(
     Rows no stored reading can share a key with are COPYed straight into their day's or hour's
     table: all of them when the manifest proves the time range new, else those whose device
     had not reported in their minute (_maybe_stored). A new day or hour gets a table without an
-    index, which the run indexes and attaches when it ends (finish_new_tables()). The other
+    index, which the run indexes and attaches when it ends (load/key_builds.py). The other
     rows are staged with COPY, the keys history already holds are taken out (same values:
     duplicate; other values: conflict, the stored reading stays) and the rest is inserted.
     """

@@ -197,6 +197,29 @@ BEGIN
 END;
 $$;
 
+-- The new tables of a history table, by name: a loader builds their keys side by side, each
+-- in a transaction of its own on a session of its own (finish_new_table()), while it holds the
+-- stream's lock.
+CREATE OR REPLACE FUNCTION new_tables_of(parent regclass) RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    SELECT n.table_name FROM history_new_tables n WHERE n.history = parent ORDER BY n.table_name
+$$;
+
+-- Attaches one new table of a history table; false when it is not (or no longer) one.
+CREATE OR REPLACE FUNCTION finish_new_table(parent regclass, table_name text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM history_new_tables n
+         WHERE n.history = parent AND n.table_name = finish_new_table.table_name
+    ) THEN
+        RETURN false;
+    END IF;
+    PERFORM attach_new_table(parent, table_name);
+    RETURN true;
+END;
+$$;
+
 -- A write that needs the key index (the conflict path): the hour's leaf (or the day's single
 -- table), attached with its key; a new day or hour table is finished first.
 CREATE OR REPLACE FUNCTION ensure_hour_partition(parent regclass, hour timestamptz)
@@ -214,7 +237,7 @@ BEGIN
 END;
 $$;
 
--- energy_loader calls the four functions its loads need; the rest are theirs.
+-- energy_loader calls the six functions its loads need; the rest are theirs.
 REVOKE ALL ON FUNCTION history_key_columns(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION day_partition_name(regclass, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION utc_hour_bound(timestamp) FROM PUBLIC;
@@ -225,8 +248,12 @@ REVOKE ALL ON FUNCTION ensure_hourly_day(regclass, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION day_table_for_new_rows_of(regclass, date, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hour_table_for_new_rows(regclass, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION finish_new_tables(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION new_tables_of(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION finish_new_table(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ensure_hour_partition(regclass, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION day_table_for_new_rows_of(regclass, date, boolean) TO energy_loader;
 GRANT EXECUTE ON FUNCTION hour_table_for_new_rows(regclass, timestamptz) TO energy_loader;
 GRANT EXECUTE ON FUNCTION finish_new_tables(regclass) TO energy_loader;
+GRANT EXECUTE ON FUNCTION new_tables_of(regclass) TO energy_loader;
+GRANT EXECUTE ON FUNCTION finish_new_table(regclass, text) TO energy_loader;
 GRANT EXECUTE ON FUNCTION ensure_hour_partition(regclass, timestamptz) TO energy_loader;
