@@ -203,3 +203,48 @@ def test_key_builds_hold_the_streams_lock_so_no_batch_writes_meanwhile(
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_a_key_build_whose_session_the_server_ends_is_built_again_on_a_new_one(
+    database_url: str, db
+) -> None:
+    import threading
+
+    from energy_pipelines.contract import METER
+    from energy_pipelines.load.key_builds import KeyBuilds, finish_new_tables
+
+    names = _four_new_hours(database_url)
+    blocker = connect(database_url)
+    with blocker.cursor() as cur:
+        cur.execute(f"LOCK TABLE {names[1]} IN ACCESS SHARE MODE")
+    finished: list[KeyBuilds] = []
+    loader = connect(as_user(database_url, "energy_loader"))
+    thread = threading.Thread(
+        target=lambda: finished.append(
+            finish_new_tables(loader, as_user(database_url, "energy_loader"), METER, 2)
+        )
+    )
+    thread.start()
+    try:
+        builder: list[tuple] = []
+        for _ in range(200):
+            builder = query(
+                db,
+                "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE NOT l.granted AND c.relname = $1",
+                (names[1],),
+            )
+            if builder:
+                break
+            threading.Event().wait(0.05)
+        [(pid,)] = builder
+        assert query(db, "SELECT pg_terminate_backend($1::int)", (pid,)) == [(True,)]
+    finally:
+        blocker.rollback()
+        blocker.close()
+        thread.join(timeout=60)
+        loader.close()
+    [builds] = finished
+    assert builds.retried == [names[1]]
+    assert query(db, NEW_TABLES) == []
+    assert query(db, "SELECT count(*) FROM meter_readings_history") == [(4,)]

@@ -6,11 +6,14 @@ and attached in a transaction of its own, on one of up to `sessions` sessions at
 caller's session holds the stream's load lock meanwhile, so no batch writes into a table while
 its key is built, exactly as when one session finished them all. A table's attach commits with
 its key, so a crash between two tables leaves each one either finished or still new, and the
-next run finishes the rest.
+next run finishes the rest. A session lost mid-build (the server ended it, the connection
+dropped) rolls its table back; the table is built again on a new session, and the other
+sessions go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import time
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection, connect
+from energy_pipelines.load.errors import is_database_error, sqlstate_of
 from energy_pipelines.load.manifest import lock_stream
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,8 @@ class KeyBuilds:
 
     tables: list[str] = field(default_factory=list)
     session_seconds: list[float] = field(default_factory=list)
+    # Tables built again after their session was lost.
+    retried: list[str] = field(default_factory=list)
 
 
 def new_tables(conn: Connection, stream: Stream) -> list[str]:
@@ -64,7 +70,10 @@ def finish_new_tables(conn: Connection, url: str, stream: Stream, sessions: int)
             waiting.put(name)
         workers = min(sessions, len(names))
         with ThreadPoolExecutor(workers, thread_name_prefix=f"keys-{stream.name}") as pool:
-            futures = [pool.submit(_build_from, url, stream, waiting) for _ in range(workers)]
+            futures = [
+                pool.submit(_build_from, url, stream, waiting, builds.retried)
+                for _ in range(workers)
+            ]
             builds.session_seconds = [future.result() for future in futures]
     conn.commit()  # the stream's lock
     if names:
@@ -72,19 +81,51 @@ def finish_new_tables(conn: Connection, url: str, stream: Stream, sessions: int)
     return builds
 
 
-def _build_from(url: str, stream: Stream, waiting: queue.SimpleQueue[str]) -> float:
+# Tries of one table's build when its session is lost before the next try starts.
+BUILD_TRIES = 3
+
+
+def _build_from(
+    url: str, stream: Stream, waiting: queue.SimpleQueue[str], retried: list[str]
+) -> float:
     """Take tables from `waiting` until none is left, each in its own transaction; the
     seconds this session was busy."""
     busy = 0.0
-    with connect(url) as conn:
+    conn = connect(url)
+    try:
         while True:
             try:
                 name = waiting.get_nowait()
             except queue.Empty:
                 return busy
             started = time.perf_counter()
-            with conn.cursor() as cur:
-                cur.execute("SELECT finish_new_table($1::regclass, $2)", (stream.table, name))
-            conn.commit()
+            for attempt in range(1, BUILD_TRIES + 1):
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(
+                            "SELECT finish_new_table($1::regclass, $2)", (stream.table, name)
+                        )
+                    conn.commit()
+                    break
+                except Exception as error:
+                    if attempt == BUILD_TRIES or not _session_lost(error):
+                        raise
+                    log.warning("key build of %s lost its session (%s); again", name, error)
+                    retried.append(name)
+                    conn = _reconnect(conn, url)
             busy += time.perf_counter() - started
             crash_point("after_key_build")
+    finally:
+        conn.close()
+
+
+def _session_lost(error: Exception) -> bool:
+    """The server ended the session, or the connection broke: the build rolled back."""
+    code = sqlstate_of(error)
+    return (code is None and is_database_error(error)) or (code or "")[:2] in ("08", "57")
+
+
+def _reconnect(conn: Connection, url: str) -> Connection:
+    with contextlib.suppress(Exception):  # the session is gone already
+        conn.close()
+    return connect(url)
