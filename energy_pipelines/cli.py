@@ -37,7 +37,9 @@ def _dagster_instance():  # type: ignore[no-untyped-def]
 
 def _stage_seconds(result: object, daily_seconds: float) -> dict[str, float]:
     """Where the run's time went, from the assets' own metadata (the same the UI shows)."""
-    stages = dict.fromkeys(("read", "validate", "transform", "load", "index"), 0.0)
+    stages = dict.fromkeys(
+        ("read", "validate", "transform", "load", "index", "lock_wait", "turn_wait"), 0.0
+    )
     hot = 0.0
     for event in result.asset_materializations_for_node("load_landing_files"):  # type: ignore[attr-defined]
         for stage in stages:

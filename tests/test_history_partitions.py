@@ -183,7 +183,7 @@ def test_key_builds_hold_the_streams_lock_so_no_batch_writes_meanwhile(
 ) -> None:
     from energy_pipelines.contract import METER
     from energy_pipelines.load.key_builds import finish_new_tables
-    from energy_pipelines.load.manifest import lock_stream
+    from energy_pipelines.load.locks import lock_stream
 
     _four_new_hours(database_url)
     holder = connect(database_url)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from energy_pipelines.load.database import connect
-from energy_pipelines.load.manifest import stream_lock_holder
+from energy_pipelines.load.locks import stream_lock_holder
 from tests.conftest import query
 from tests.gateway_helpers import free_port, process_env_for, start_gateway
 from tests.helpers import METER_HEADER, as_user, cli, write_csv
@@ -34,7 +34,7 @@ ROWS = [f"m-{n},0.5,230,2026-02-11T10:{n:02d}:00Z" for n in range(5)]
 def test_the_analyst_role_cannot_take_the_loaders_lock_nor_stall_ingest(
     db, env: dict, landing: Path, database_url: str
 ) -> None:
-    from energy_pipelines.load.manifest import lock_stream
+    from energy_pipelines.load.locks import lock_stream
 
     write_csv(landing, "meter", "a.csv", METER_HEADER, ROWS)
     analyst = connect(as_user(database_url, "energy_analyst"))

@@ -60,6 +60,7 @@ CRASH_POINTS = [
     "after_history_insert",
     "before_commit",
     "after_commit",
+    "after_locks",
     "after_key_build",  # the first of the meter stream's two new days attached, not the other
     "hot_status_before_commit",
     "daily_before_commit",

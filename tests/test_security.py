@@ -17,7 +17,7 @@ from energy_pipelines.defs import defs
 from energy_pipelines.hot_status.refresh import refresh_status
 from energy_pipelines.ingest import ingest_stream
 from energy_pipelines.load.database import connect
-from energy_pipelines.load.manifest import stream_lock_holder
+from energy_pipelines.load.locks import stream_lock_holder
 from energy_pipelines.settings import EvidenceRules, Settings
 from tests.conftest import query
 from tests.helpers import (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -30,11 +31,11 @@ from energy_pipelines.load.history import (
     with_file_ids,
     write_history,
 )
+from energy_pipelines.load.locks import lock_hours, lock_stream
 from energy_pipelines.load.manifest import (
     allocate_file_ids,
     find_loaded_many,
     insert_manifest_rows,
-    lock_stream,
 )
 from energy_pipelines.settings import Settings
 from energy_pipelines.transform.batch import (
@@ -67,10 +68,13 @@ class BatchLoad:
         settings: Settings,
         loads: list[FileLoad],
         chunks: Chunks,
+        hours: frozenset[datetime] | None = None,
     ) -> None:
         self.conn, self.stream, self.settings = conn, stream, settings
         self.loads = loads
         self.chunks = chunks
+        # The UTC hours the batch's rows fall on: it locks those (None: the whole stream).
+        self.hours = hours
         self.seconds: dict[str, float] = {}
         self._rejects_staged = False
 
@@ -78,8 +82,12 @@ class BatchLoad:
         """Write and commit the batch, then move its files; one outcome per file handled."""
         started = time.perf_counter()
         with self.conn.cursor() as cur:
-            lock_stream(cur, self.stream.name)
+            if self.hours is None or not self.stream.has_timestamp:
+                lock_stream(cur, self.stream.name)
+            else:
+                lock_hours(cur, self.stream.name, sorted(self.hours))
             self.seconds["lock_wait"] = time.perf_counter() - started
+            crash_point("after_locks")
             to_write = self._screen(cur)
             for chunk in self.chunks(to_write):
                 self._write_chunk(cur, chunk, to_write)

@@ -17,9 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.ingest.batch import BatchLoad, FilesChanged
@@ -33,10 +34,11 @@ from energy_pipelines.ingest.chunks import (
     read_files,
 )
 from energy_pipelines.ingest.files import FileLoad, FileOutcome
+from energy_pipelines.ingest.pool import BatchPool
 from energy_pipelines.landing.discover import LandingFile, find_waiting_files
 from energy_pipelines.landing.errors import first_line, printable
-from energy_pipelines.load.database import Connection, resolve_database_url
-from energy_pipelines.load.errors import blames_the_file
+from energy_pipelines.load.database import Connection, connect, resolve_database_url
+from energy_pipelines.load.errors import blames_the_file, sqlstate_of
 from energy_pipelines.load.key_builds import finish_new_tables
 from energy_pipelines.settings import Settings
 
@@ -51,6 +53,8 @@ class StreamOutcomes(list[FileOutcome]):
     """The files of one stream's run, plus the time spent indexing its new days and hours."""
 
     index_seconds: float = 0.0
+    # Seconds its batches waited for earlier batches of the same hours (ingest/pool.py).
+    turn_wait_seconds: float = 0.0
 
 
 def ingest_stream(
@@ -68,19 +72,30 @@ def ingest_stream(
     # Planning reads Parquet footers: it runs on the preparing thread, batch by batch.
     reader = BatchReader(files, stream, settings, run_id)
     outcomes = StreamOutcomes()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as pool:
-
-        def read_next() -> Future[ReadBatch | None]:
-            return pool.submit(reader.read_next)
-
-        upcoming = read_next()
+    url = resolve_database_url(settings)
+    # A stream without time (correlation) has no hours to tell its batches apart.
+    sessions = settings.load_sessions if stream.has_timestamp else 1
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as ahead,
+        BatchPool(conn, url, sessions, stream) as pool,
+    ):
+        upcoming = ahead.submit(reader.read_next)
         while (current := upcoming.result()) is not None:
-            upcoming = read_next()
-            outcomes.extend(load_batch(conn, current, stream, settings))
+            upcoming = ahead.submit(reader.read_next)
+            if not pool.submit(
+                partial(current.hours, stream, settings),
+                partial(_load_read_batch, current, stream, settings),
+            ):
+                break  # a batch failed: the run fails, the files not loaded stay
+        outcomes.extend(pool.results())
+    outcomes.turn_wait_seconds = pool.turn_wait_seconds
     if stream.has_timestamp:
         started = time.perf_counter()
-        url = resolve_database_url(settings)
-        finish_new_tables(conn, url, stream, settings.load_sessions)
+        if pool.callers_session_lost:
+            with connect(url) as fresh:
+                finish_new_tables(fresh, url, stream, settings.load_sessions)
+        else:
+            finish_new_tables(conn, url, stream, settings.load_sessions)
         outcomes.index_seconds = time.perf_counter() - started
     return outcomes
 
@@ -210,6 +225,22 @@ class ReadBatch:
 
         return chunks
 
+    def hours(self, stream: Stream, settings: Settings) -> frozenset[datetime] | None:
+        """Ready the rows (a file alone is validated and transformed now, at its turn) and
+        say which UTC hours they fall on; None when that is not known before the load (a
+        large file read as it loads, rows that could not be prepared)."""
+        if not any(x.state == "listed" for x in self.loads):
+            return frozenset()
+        if self.chunks is None and not self.large:
+            self.prepare(stream, settings)
+        if self.chunks is None:
+            return None
+        hours: set[datetime] = set()
+        for chunk in self.chunks:
+            if stream.has_timestamp and chunk.unique.height:
+                hours.update(chunk.unique["ts"].dt.truncate("1h").unique().to_list())
+        return frozenset(hours)
+
     @property
     def large(self) -> bool:
         return any(x.state == "listed" and x.raw is None for x in self.loads)
@@ -225,15 +256,33 @@ def _first_of_each_content(loads: list[FileLoad]) -> list[FileLoad]:
     return first
 
 
-def load_batch(
-    conn: Connection, batch: ReadBatch, stream: Stream, settings: Settings
+def _load_read_batch(
+    batch: ReadBatch,
+    stream: Stream,
+    settings: Settings,
+    conn: Connection,
+    hours: frozenset[datetime] | None,
 ) -> list[FileOutcome]:
-    """Load a read batch by the error policy above; one outcome per file handled."""
+    # Tried again on a new session when its session was lost: the files are listed again.
+    for x in batch.loads:
+        x.reopen()
+    return load_batch(conn, batch, stream, settings, hours)
+
+
+def load_batch(
+    conn: Connection,
+    batch: ReadBatch,
+    stream: Stream,
+    settings: Settings,
+    hours: frozenset[datetime] | None = None,
+) -> list[FileOutcome]:
+    """Load a read batch by the error policy above, locking `hours` (None: the whole stream);
+    one outcome per file handled."""
     for _attempt in range(len(batch.loads) + 3):
         loads = [x for x in batch.loads if x.state != "left"]
         if not loads:
             return []
-        load = BatchLoad(conn, stream, settings, loads, batch.chunks_for(stream, settings))
+        load = BatchLoad(conn, stream, settings, loads, batch.chunks_for(stream, settings), hours)
         load.seconds["read"] = batch.read_seconds
         try:
             with _LARGE_FILE_SLOT if batch.large else contextlib.nullcontext():
@@ -252,6 +301,14 @@ def load_batch(
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as error:  # Polars panics derive from BaseException
+            if _same_content_loaded_meanwhile(error):
+                # A batch of other hours (rows all rejected, or none) with a file of the same
+                # content committed first: screened again, that file is now a duplicate.
+                conn.rollback()
+                log.info("a file of the batch was loaded meanwhile by another batch; again")
+                for x in batch.loads:
+                    x.reopen()
+                continue
             if not _connection_alive(conn) or not blames_the_file(error):
                 raise  # the database, not a file, failed: the run fails, files stay
             for x in loads:
@@ -264,7 +321,9 @@ def load_batch(
                 return [
                     outcome
                     for x in loads
-                    for outcome in load_batch(conn, ReadBatch([x], batch.at), stream, settings)
+                    for outcome in load_batch(
+                        conn, ReadBatch([x], batch.at), stream, settings, hours
+                    )
                 ]
             log.exception("%s could not be loaded; quarantined", loads[0].path)
             for x in candidates:
@@ -273,6 +332,11 @@ def load_batch(
         for x in batch.loads:
             x.reopen()
     raise RuntimeError(f"a batch of {len(batch.loads)} {stream.name} files kept changing")
+
+
+def _same_content_loaded_meanwhile(error: BaseException) -> bool:
+    """The manifest's one-loaded-file-per-content index refused the batch's manifest rows."""
+    return sqlstate_of(error) == "23505" and "ingested_files_loaded_once" in str(error)
 
 
 def _connection_alive(conn: Connection) -> bool:

@@ -59,6 +59,8 @@ def load_stream(settings: Settings, job: StreamJob, run_id: str) -> StreamLoad:
         upgrade_once(conn, url)
         outcomes = ingest_stream(conn, stream, settings, run_id, job.paths)
         seconds = time.perf_counter() - started
+    # A session of its own: the load's first one may have been lost and replaced.
+    with connect(url) as conn:
         return StreamLoad(
             outcomes,
             seconds,

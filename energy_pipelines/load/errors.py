@@ -46,3 +46,13 @@ def blames_the_file(error: BaseException) -> bool:
 
 def is_transient(code: str | None) -> bool:
     return code is not None and (code[:2] in _TRANSIENT_CLASSES or code in _TRANSIENT_CODES)
+
+
+def session_lost(error: BaseException) -> bool:
+    """The server ended the session (an administrator's command, a crash, a restart) or the
+    connection broke: its transaction rolled back, and the work can be done again on a new
+    session. A cancelled statement (57014) is not: someone meant the load to stop."""
+    code = sqlstate_of(error)
+    if code is None:
+        return is_database_error(error)
+    return code[:2] == "08" or code in ("57P01", "57P02", "57P03")

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
 from energy_pipelines.load.database import Connection, connect
-from energy_pipelines.load.errors import is_database_error, sqlstate_of
-from energy_pipelines.load.manifest import lock_stream
+from energy_pipelines.load.errors import session_lost
+from energy_pipelines.load.locks import lock_stream
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _build_from(
                     conn.commit()
                     break
                 except Exception as error:
-                    if attempt == BUILD_TRIES or not _session_lost(error):
+                    if attempt == BUILD_TRIES or not session_lost(error):
                         raise
                     log.warning("key build of %s lost its session (%s); again", name, error)
                     retried.append(name)
@@ -117,12 +117,6 @@ def _build_from(
             crash_point("after_key_build")
     finally:
         conn.close()
-
-
-def _session_lost(error: Exception) -> bool:
-    """The server ended the session, or the connection broke: the build rolled back."""
-    code = sqlstate_of(error)
-    return (code is None and is_database_error(error)) or (code or "")[:2] in ("08", "57")
 
 
 def _reconnect(conn: Connection, url: str) -> Connection:

@@ -1,4 +1,5 @@
-"""The ingested_files manifest and the per-stream lock that make each file load exactly once."""
+"""The ingested_files manifest: with the loaders' locks (locks.py), what makes each file load
+exactly once."""
 
 from __future__ import annotations
 
@@ -10,92 +11,6 @@ from typing import Any
 import pyarrow as pa
 
 from energy_pipelines.load.database import Connection
-from energy_pipelines.load.errors import sqlstate_of
-from energy_pipelines.settings import lock_timeout_seconds
-
-_LOCK_NOT_AVAILABLE = "55P03"
-
-
-class StreamLockTimeout(Exception):
-    """Another session held the stream's lock longer than lock_timeout. Transient: nothing of
-    the file was written, it stays in landing."""
-
-    sqlstate = _LOCK_NOT_AVAILABLE
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    pid: int
-    role: str | None
-    application_name: str | None
-    client: str | None
-    since: datetime | None  # the holder's transaction start (NULL when the role may not see it)
-    state: str | None
-
-    def describe(self) -> str:
-        since = self.since.isoformat(timespec="seconds") if self.since else "a time not visible"
-        return (
-            f"pid {self.pid}, role {self.role or '?'}, application_name "
-            f"{self.application_name or '(none)'!r}, client {self.client or 'local socket'}, "
-            f"in a transaction since {since}, state {self.state or 'not visible'}"
-        )
-
-
-def lock_stream(cur: Any, stream: str, timeout_seconds: float | None = None) -> None:
-    """Serialize writers of one stream until the transaction ends: duplicate and conflict checks
-    against history are then exact, and a file cannot be loaded by two runs. The first
-    statement of its transaction.
-
-    The lock is the stream's row of loader_locks, locked FOR UPDATE: only roles with UPDATE on
-    that table (the loader, the owner) can take it. The wait, and every later lock wait of the
-    transaction, is bounded by lock_timeout (ENERGY_LOCK_TIMEOUT_SECONDS); when it runs out the
-    error names the session holding the lock."""
-    seconds = lock_timeout_seconds() if timeout_seconds is None else timeout_seconds
-    cur.execute(
-        "SELECT set_config('lock_timeout', $1, true)", (f"{max(1, round(seconds * 1000))}ms",)
-    )
-    try:
-        cur.execute("SELECT stream FROM loader_locks WHERE stream = $1 FOR UPDATE", (stream,))
-        found = cur.fetchall()
-    except Exception as error:
-        if sqlstate_of(error) != _LOCK_NOT_AVAILABLE:
-            raise
-        # The lock is the transaction's first statement: nothing is lost by ending it here,
-        # and a new one can ask who holds the lock.
-        cur.connection.rollback()
-        holder = stream_lock_holder(cur, stream)
-        cur.connection.rollback()
-        who = holder.describe() if holder else "a session that has just ended"
-        raise StreamLockTimeout(
-            f"the {stream} stream's loader lock was not free within {seconds:g} s "
-            f"(ENERGY_LOCK_TIMEOUT_SECONDS); held by {who}. Nothing was written; the files stay "
-            f"in landing (SQLSTATE: {_LOCK_NOT_AVAILABLE})"
-        ) from None
-    if not found:
-        raise RuntimeError(f"loader_locks has no row for {stream}: run energy-pipelines db upgrade")
-
-
-def stream_lock_holder(cur: Any, stream: str) -> LockHolder | None:
-    """The session whose transaction holds the stream's lock row, if any. A row locked FOR
-    UPDATE carries the locker's transaction id in xmax, and that transaction holds a lock on
-    its own id while it lasts."""
-    cur.execute(
-        """
-        SELECT a.pid, a.usename::text, a.application_name, host(a.client_addr), a.xact_start,
-               a.state
-          FROM loader_locks k
-          JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = k.xmax
-               AND l.granted AND l.mode = 'ExclusiveLock'
-          JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE k.stream = $1
-        """,
-        (stream,),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    pid, role, application_name, client, since, state = row
-    return LockHolder(int(pid), role, application_name, client, since, state)
 
 
 @dataclass(frozen=True)

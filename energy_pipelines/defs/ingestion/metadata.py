@@ -9,6 +9,7 @@ import dagster as dg
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.ingest import FileOutcome
+from energy_pipelines.ingest.stream import StreamOutcomes
 from energy_pipelines.ingest.streams import StreamLoad
 from energy_pipelines.load.database import Connection
 
@@ -85,6 +86,14 @@ def stage_seconds(outcomes: Sequence[FileOutcome], index_seconds: float) -> dict
         stage: sum(o.stage_seconds.get(stage, 0.0) for o in outcomes) for stage in STAGES[:-1]
     }
     return {**summed, "index": index_seconds}
+
+
+def waits(outcomes: StreamOutcomes) -> dict[str, float]:
+    """Seconds the run's batches waited: for locks in PostgreSQL, for their turn in the run."""
+    return {
+        "lock_wait": sum(o.stage_seconds.get("lock_wait", 0.0) for o in outcomes),
+        "turn_wait": outcomes.turn_wait_seconds,
+    }
 
 
 class RejectionReason(NamedTuple):
@@ -191,6 +200,11 @@ def materialization_metadata(
         ),
         "seconds": dg.MetadataValue.float(round(seconds, 3)),
         **{stage_key(s): dg.MetadataValue.float(round(float(v), 3)) for s, v in stages.items()},
+        # Batches waiting in PostgreSQL for locks, and for earlier batches of their hours.
+        **{
+            stage_key(s): dg.MetadataValue.float(round(float(v), 3))
+            for s, v in waits(outcomes).items()
+        },
         "ignored_extra_columns": ", ".join(extra) or "none",
         "days_touched": ", ".join(
             sorted({d.isoformat() for o in outcomes for d in o.manifest.days_touched})

@@ -108,6 +108,17 @@ BEGIN
 END;
 $$;
 
+-- Batches of different hours of one stream load side by side (sql/025), so two may find the
+-- same day missing: a day is created under the history table's SHARE UPDATE EXCLUSIVE lock
+-- (the lock ATTACH takes anyway; reads and writes of history go on), and whoever waited for it
+-- looks again and finds the day made. The lock lasts until the creating batch commits.
+CREATE OR REPLACE FUNCTION lock_for_new_day(parent regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', parent);
+END;
+$$;
+
 -- The day's partition: created empty, partitioned by hour, with its key, and attached when
 -- missing. A day of the single-table kind (new or attached) is returned as it is.
 -- (Created apart and then attached: ATTACH takes a weaker lock on history than CREATE TABLE
@@ -118,6 +129,10 @@ DECLARE
     day_name text := day_partition_name(parent, day);
     existing regclass := to_regclass(quote_ident(day_name));
 BEGIN
+    IF existing IS NULL THEN
+        PERFORM lock_for_new_day(parent);
+        existing := to_regclass(quote_ident(day_name));
+    END IF;
     IF existing IS NULL THEN
         EXECUTE format(
             'CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS) PARTITION BY RANGE (ts)',
@@ -143,6 +158,10 @@ DECLARE
     day_name text := day_partition_name(parent, day);
     existing regclass := to_regclass(quote_ident(day_name));
 BEGIN
+    IF existing IS NULL THEN
+        PERFORM lock_for_new_day(parent);
+        existing := to_regclass(quote_ident(day_name));
+    END IF;
     IF existing IS NULL AND whole_day THEN
         PERFORM create_new_table(
             parent, day_name, 'day', (SELECT relname FROM pg_class WHERE oid = parent), day,
@@ -245,6 +264,7 @@ REVOKE ALL ON FUNCTION create_new_table(regclass, text, text, text, timestamp, t
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION attach_new_table(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ensure_hourly_day(regclass, date) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lock_for_new_day(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION day_table_for_new_rows_of(regclass, date, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hour_table_for_new_rows(regclass, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION finish_new_tables(regclass) FROM PUBLIC;

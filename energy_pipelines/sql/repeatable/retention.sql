@@ -38,6 +38,11 @@ BEGIN
         DELETE FROM vehicle_hourly_totals WHERE hour < cutoff;
         DELETE FROM device_hour_quality WHERE stream = 'vehicle' AND hour < cutoff;
     END IF;
+    -- The loaders' lock rows of the hours dropped (sql/025).
+    DELETE FROM loader_hour_locks
+     WHERE stream = CASE parent WHEN 'meter_readings_history'::regclass THEN 'meter'
+                                ELSE 'vehicle' END
+       AND hour < cutoff;
 END;
 $$;
 REVOKE ALL ON FUNCTION drop_day_partitions_before(regclass, date) FROM PUBLIC;
