@@ -165,6 +165,10 @@ class BatchLimits:
     # (a full day of 50 gateways x 5-minute files: 34.6 s with 100,000, 28.8 s with 300,000).
     max_rows: int = env_field(300_000, "ENERGY_BATCH_MAX_ROWS", minimum=1)
     small_file_rows: int = env_field(50_000, "ENERGY_BATCH_FILE_MAX_ROWS", minimum=0)
+    # Rows of the batches in flight at once in a process, all streams and sessions together
+    # (ingest/pool.py): what bounds a run's memory when it loads on many sessions. Four
+    # whole-fleet hourly files: a day's 48 files on 2 sessions a stream peaked at 750 MB.
+    rows_in_flight: int = env_field(1_200_000, "ENERGY_ROWS_IN_FLIGHT", minimum=1)
 
 
 @dataclass(frozen=True)

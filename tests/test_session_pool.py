@@ -196,3 +196,28 @@ def test_kill_9_with_batches_in_flight_side_by_side_then_rerun_loads_each_file_o
     ) == [(5 * HOURS, 5 * HOURS)]
     assert query(db, "SELECT count(*) FROM history_new_tables") == [(0,)]
     assert not [p for p in landing.rglob("*.csv") if "_archive" not in p.parts]
+
+
+def test_rows_in_flight_wait_for_room_and_a_batch_above_the_budget_runs_alone() -> None:
+    from energy_pipelines.ingest.pool import RowBudget
+
+    budget = RowBudget()
+    first = budget.acquire(600, total=1000)
+    took: list[int] = []
+    waiting = threading.Thread(target=lambda: took.append(budget.acquire(5000, total=1000)))
+    waiting.start()
+    waiting.join(timeout=0.3)
+    assert waiting.is_alive() and not took  # 5,000 rows wait until the budget is free
+    budget.release(first)
+    waiting.join(timeout=5)
+    assert took == [1000]  # then take all of it, alone
+    blocked: list[int] = []
+    small = threading.Thread(target=lambda: blocked.append(budget.acquire(1, total=1000)))
+    small.start()
+    small.join(timeout=0.3)
+    assert small.is_alive()  # nothing fits beside it
+    budget.release(took[0])
+    small.join(timeout=5)
+    assert blocked == [1]
+    budget.release(1)
+    assert budget.acquire(400, total=1000) == 400

@@ -7,7 +7,8 @@ the run that shares one of its hours has ended, so a reading repeated across fil
 from the file that comes first in path order, exactly as when the batches load one after the
 other; a batch whose hours are unknown before it loads (a large file read as it loads) waits
 for every earlier batch, and every later one waits for it. At most `size` batches are in flight,
-which bounds the memory of their rows.
+and at most `Settings.rows_in_flight` of their rows in the whole process (ROWS_IN_FLIGHT): that,
+not the sessions, bounds the memory.
 
 A session the server ends while its batch loads (or whose connection drops) loses that batch's
 transaction: the batch is loaded again on a new session, and the other batches go on.
@@ -39,6 +40,34 @@ LoadOne = Callable[[Connection, Hours], list[FileOutcome]]
 LOAD_TRIES = 3
 
 
+class RowBudget:
+    """Rows of batches in flight in this process, across streams: a batch waits for its rows'
+    share before it is prepared, and a batch larger than the whole budget runs alone."""
+
+    def __init__(self) -> None:
+        self._free = 0
+        self._total = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, rows: int, total: int) -> int:
+        with self._changed:
+            if total != self._total:  # the setting of the first run in this process, or a new one
+                self._free += total - self._total
+                self._total = total
+            share = min(max(rows, 1), total)
+            self._changed.wait_for(lambda: self._free >= share)
+            self._free -= share
+            return share
+
+    def release(self, share: int) -> None:
+        with self._changed:
+            self._free += share
+            self._changed.notify_all()
+
+
+ROWS_IN_FLIGHT = RowBudget()
+
+
 class _Batch:
     def __init__(self, earlier: list[_Batch]) -> None:
         self.earlier = earlier
@@ -67,17 +96,21 @@ class BatchPool:
         # Seconds batches waited for earlier batches of their hours (their turn).
         self.turn_wait_seconds = 0.0
 
-    def submit(self, prepare_hours: Callable[[], Hours], load: LoadOne) -> bool:
-        """Queue a batch: `prepare_hours` readies its rows and says which hours they fall on,
-        `load` writes it. False, and nothing queued, once a batch has failed."""
+    def submit(
+        self, rows: int, prepare_hours: Callable[[], Hours], load: LoadOne, rows_budget: int
+    ) -> bool:
+        """Queue a batch of `rows` rows: `prepare_hours` readies its rows and says which hours
+        they fall on, `load` writes it. False, and nothing queued, once a batch has failed."""
         self._slots.acquire()
+        share = ROWS_IN_FLIGHT.acquire(rows, rows_budget)
         if self._failed.is_set():
+            ROWS_IN_FLIGHT.release(share)
             self._slots.release()
             return False
         self._in_flight = [b for b in self._in_flight if not b.ended.is_set()]
         batch = _Batch(list(self._in_flight))
         self._in_flight.append(batch)
-        self._futures.append(self._executor.submit(self._run, batch, prepare_hours, load))
+        self._futures.append(self._executor.submit(self._run, batch, prepare_hours, load, share))
         return True
 
     def results(self) -> list[FileOutcome]:
@@ -105,7 +138,9 @@ class BatchPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, batch: _Batch, prepare_hours: Callable[[], Hours], load: LoadOne) -> list:
+    def _run(
+        self, batch: _Batch, prepare_hours: Callable[[], Hours], load: LoadOne, share: int
+    ) -> list:
         try:
             try:
                 hours = prepare_hours()
@@ -125,6 +160,7 @@ class BatchPool:
             raise
         finally:
             batch.ended.set()
+            ROWS_IN_FLIGHT.release(share)
             self._slots.release()
 
     def _load(self, hours: Hours, load: LoadOne) -> list[FileOutcome]:

@@ -83,8 +83,10 @@ def ingest_stream(
         while (current := upcoming.result()) is not None:
             upcoming = ahead.submit(reader.read_next)
             if not pool.submit(
+                current.rows(settings),
                 partial(current.hours, stream, settings),
                 partial(_load_read_batch, current, stream, settings),
+                settings.batch_limits.rows_in_flight,
             ):
                 break  # a batch failed: the run fails, the files not loaded stay
         outcomes.extend(pool.results())
@@ -224,6 +226,14 @@ class ReadBatch:
             return prepare_chunks(to_write, stream, settings, self.at)
 
         return chunks
+
+    def rows(self, settings: Settings) -> int:
+        """Rows read (a large file, read as it loads: a chunk's)."""
+        return sum(
+            x.raw.frame.height if x.raw is not None else settings.file_limits.chunk_rows
+            for x in self.loads
+            if x.state == "listed"
+        )
 
     def hours(self, stream: Stream, settings: Settings) -> frozenset[datetime] | None:
         """Ready the rows (a file alone is validated and transformed now, at its turn) and
