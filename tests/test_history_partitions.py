@@ -3,9 +3,16 @@ history_new_tables, written when such a table is created and deleted when it is 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
+from energy_pipelines.contract import METER
 from energy_pipelines.load.database import connect
+from energy_pipelines.load.key_builds import KeyBuilds, finish_new_tables
 from tests.conftest import query
 from tests.helpers import as_user
 
@@ -127,46 +134,58 @@ def _four_new_hours(database_url: str) -> list[str]:
     return names
 
 
-def test_the_keys_of_a_streams_new_tables_are_built_side_by_side(database_url: str, db) -> None:
-    import threading
-
-    from energy_pipelines.contract import METER
-    from energy_pipelines.load.key_builds import KeyBuilds, finish_new_tables
-
-    names = _four_new_hours(database_url)
-    # Another session reads every new table: a key build (ACCESS EXCLUSIVE) waits for it, so
-    # the builds in flight at once are the sessions waiting, each on its own table.
+@contextmanager
+def _finishing_behind_a_reader(
+    database_url: str, tables: list[str], sessions: int
+) -> Iterator[list[KeyBuilds]]:
+    """finish_new_tables of the meter stream on a thread while another session reads `tables`
+    (a key build, ACCESS EXCLUSIVE, waits for it); yields the list its result lands in. The
+    reader lets go on leaving."""
     blocker = connect(database_url)
     with blocker.cursor() as cur:
-        for name in names:
+        for name in tables:
             cur.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
     finished: list[KeyBuilds] = []
-    loader = connect(as_user(database_url, "energy_loader"))
+    loader_url = as_user(database_url, "energy_loader")
+    loader = connect(loader_url)
     thread = threading.Thread(
-        target=lambda: finished.append(
-            finish_new_tables(loader, as_user(database_url, "energy_loader"), METER, 8)
-        )
+        target=lambda: finished.append(finish_new_tables(loader, loader_url, METER, sessions))
     )
     thread.start()
     try:
-        waiting: list[tuple] = []
-        for _ in range(200):
-            waiting = query(
-                db,
-                "SELECT DISTINCT l.pid, c.relname::text FROM pg_locks l"
-                " JOIN pg_class c ON c.oid = l.relation WHERE NOT l.granted"
-                " AND c.relname LIKE 'meter_readings_history_p20260212_h%' ORDER BY 2",
-            )
-            if len(waiting) == len(names):
-                break
-            threading.Event().wait(0.05)
-        assert sorted(name for _pid, name in waiting) == names
-        assert len({pid for pid, _name in waiting}) == len(names)  # one session each
+        yield finished
     finally:
         blocker.rollback()
         blocker.close()
         thread.join(timeout=60)
         loader.close()
+
+
+def _waiting_for(db, sql: str, params: tuple, count: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """Rows of `sql` once there are `count` of them (or what there is after 10 s)."""
+    rows: list[tuple] = []
+    for _ in range(200):
+        rows = query(db, sql, params)
+        if len(rows) >= count:
+            break
+        time.sleep(0.05)
+    return rows
+
+
+def test_the_keys_of_a_streams_new_tables_are_built_side_by_side(database_url: str, db) -> None:
+    names = _four_new_hours(database_url)
+    # The builds in flight at once are the sessions waiting for the reader, each on its table.
+    with _finishing_behind_a_reader(database_url, names, sessions=8) as finished:
+        waiting = _waiting_for(
+            db,
+            "SELECT DISTINCT l.pid, c.relname::text FROM pg_locks l"
+            " JOIN pg_class c ON c.oid = l.relation WHERE NOT l.granted"
+            " AND c.relname LIKE 'meter_readings_history_p20260212_h%' ORDER BY 2",
+            (),
+            len(names),
+        )
+        assert sorted(name for _pid, name in waiting) == names
+        assert len({pid for pid, _name in waiting}) == len(names)  # one session each
     [builds] = finished
     assert builds.tables == names and len(builds.session_seconds) == len(names)
     assert query(db, NEW_TABLES) == []
@@ -181,8 +200,6 @@ def test_the_keys_of_a_streams_new_tables_are_built_side_by_side(database_url: s
 def test_key_builds_hold_the_streams_lock_so_no_batch_writes_meanwhile(
     database_url: str, db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from energy_pipelines.contract import METER
-    from energy_pipelines.load.key_builds import finish_new_tables
     from energy_pipelines.load.locks import lock_stream
 
     _four_new_hours(database_url)
@@ -208,42 +225,14 @@ def test_key_builds_hold_the_streams_lock_so_no_batch_writes_meanwhile(
 def test_a_key_build_whose_session_the_server_ends_is_built_again_on_a_new_one(
     database_url: str, db
 ) -> None:
-    import threading
-
-    from energy_pipelines.contract import METER
-    from energy_pipelines.load.key_builds import KeyBuilds, finish_new_tables
-
     names = _four_new_hours(database_url)
-    blocker = connect(database_url)
-    with blocker.cursor() as cur:
-        cur.execute(f"LOCK TABLE {names[1]} IN ACCESS SHARE MODE")
-    finished: list[KeyBuilds] = []
-    loader = connect(as_user(database_url, "energy_loader"))
-    thread = threading.Thread(
-        target=lambda: finished.append(
-            finish_new_tables(loader, as_user(database_url, "energy_loader"), METER, 2)
+    with _finishing_behind_a_reader(database_url, [names[1]], sessions=2) as finished:
+        waiting_builder = (
+            "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE NOT l.granted AND c.relname = $1"
         )
-    )
-    thread.start()
-    try:
-        builder: list[tuple] = []
-        for _ in range(200):
-            builder = query(
-                db,
-                "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                " WHERE NOT l.granted AND c.relname = $1",
-                (names[1],),
-            )
-            if builder:
-                break
-            threading.Event().wait(0.05)
-        [(pid,)] = builder
+        [(pid,)] = _waiting_for(db, waiting_builder, (names[1],), 1)
         assert query(db, "SELECT pg_terminate_backend($1::int)", (pid,)) == [(True,)]
-    finally:
-        blocker.rollback()
-        blocker.close()
-        thread.join(timeout=60)
-        loader.close()
     [builds] = finished
     assert builds.retried == [names[1]]
     assert query(db, NEW_TABLES) == []

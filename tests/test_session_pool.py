@@ -77,15 +77,22 @@ def _sessions_holding_hours(db, want: int, seconds: float = 20.0) -> list[tuple]
     return seen
 
 
-def test_batches_of_different_hours_are_in_flight_at_once_and_never_wait(
+def _hours_held_for_3_seconds(  # type: ignore[no-untyped-def]
     db, settings: Settings, landing: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[threading.Thread, list, list[tuple]]:
+    """A file an hour loading on 8 sessions, each batch holding its hour's lock 3 s before it
+    writes: the load's thread, where its result lands, and the sessions seen holding hours."""
     _one_file_an_hour(landing)
-    # Each batch holds its hour's lock for 3 s before it writes.
     monkeypatch.setenv("ENERGY_PAUSE_AT", "after_locks")
     monkeypatch.setenv("ENERGY_PAUSE_SECONDS", "3")
     thread, done = _load_in_background(_pooled(settings))
-    holding = _sessions_holding_hours(db, HOURS)
+    return thread, done, _sessions_holding_hours(db, HOURS)
+
+
+def test_batches_of_different_hours_are_in_flight_at_once_and_never_wait(
+    db, settings: Settings, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread, done, holding = _hours_held_for_3_seconds(db, settings, landing, monkeypatch)
     thread.join(timeout=120)
     assert len(holding) == HOURS  # every batch in flight, each on a session of its own
     [outcomes] = done
@@ -128,11 +135,7 @@ def test_batches_of_one_hour_load_in_path_order_whatever_the_pool(
 def test_a_batch_whose_session_the_server_ends_is_loaded_again_and_the_others_go_on(
     db, settings: Settings, landing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _one_file_an_hour(landing)
-    monkeypatch.setenv("ENERGY_PAUSE_AT", "after_locks")
-    monkeypatch.setenv("ENERGY_PAUSE_SECONDS", "3")
-    thread, done = _load_in_background(_pooled(settings))
-    holding = _sessions_holding_hours(db, HOURS)
+    thread, done, holding = _hours_held_for_3_seconds(db, settings, landing, monkeypatch)
     assert len(holding) == HOURS
     # One batch's session ends while it holds its hour and has written nothing yet.
     assert query(db, "SELECT pg_terminate_backend($1::int)", (holding[0][0],)) == [(True,)]
