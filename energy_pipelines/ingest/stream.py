@@ -1,13 +1,15 @@
-"""The stage driver of one stream: its waiting files planned into batches, each batch read,
-validated and transformed on a second thread while the one before it loads, then loaded in
-one transaction (batch.py); finally the run's new day and hour tables are indexed and
-attached. Its error policy, in one place:
+"""The stage driver of one stream: its waiting files planned into batches, each batch read
+(and small files validated and transformed) on a thread of its own ahead of the loads, then
+loaded in one transaction (batch.py), batches of different UTC hours side by side on a pool
+of sessions (pool.py); finally the run's new day and hour tables are indexed and attached
+(load/key_builds.py). Its error policy, in one place:
 
 - a file that cannot be read, or whose rows PostgreSQL refuses, is quarantined alone with the
   reason; the rest of its batch loads without it;
 - a file that changes or vanishes while its batch is read is left for the next run;
-- when the database itself fails (the session is gone, the server refuses for its own
-  reasons), the run fails and every file of the batch stays waiting.
+- a batch whose session the server ends is loaded again on a new session (pool.py);
+- when the database itself fails otherwise (the server refuses for its own reasons), the run
+  fails and every file of the batch stays waiting.
 """
 
 from __future__ import annotations
