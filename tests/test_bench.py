@@ -28,7 +28,17 @@ REPORT_KEYS = {
     "quality_seconds",
     "quality_readings_read",
 }
-STAGES = {"read", "validate", "transform", "load", "index", "hot_status", "daily"}
+STAGES = {
+    "read",
+    "validate",
+    "transform",
+    "load",
+    "index",
+    "lock_wait",
+    "turn_wait",
+    "hot_status",
+    "daily",
+}
 
 
 def _bench_databases(server_url: str) -> list[tuple]:
