@@ -27,8 +27,8 @@ from datetime import datetime
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.ingest.files import FileOutcome
-from energy_pipelines.load.database import Connection, connect
-from energy_pipelines.load.errors import session_lost
+from energy_pipelines.load.database import Connection, connect, reconnect
+from energy_pipelines.load.errors import SESSION_TRIES, session_lost
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 Hours = frozenset[datetime] | None
 # Loads one batch on a session, holding locks on the given hours (None: the whole stream).
 LoadOne = Callable[[Connection, Hours], list[FileOutcome]]
-# Tries of one batch when its session is lost.
-LOAD_TRIES = 3
 
 
 class RowBudget:
@@ -165,13 +163,13 @@ class BatchPool:
 
     def _load(self, hours: Hours, load: LoadOne) -> list[FileOutcome]:
         conn = self._session()
-        for attempt in range(1, LOAD_TRIES + 1):
+        for attempt in range(1, SESSION_TRIES + 1):
             try:
                 outcomes = load(conn, hours)
                 self._idle.put(conn)
                 return outcomes
             except Exception as error:
-                if attempt == LOAD_TRIES or not session_lost(error):
+                if attempt == SESSION_TRIES or not session_lost(error):
                     if not session_lost(error):
                         self._idle.put(conn)
                     elif conn is self._caller:
@@ -192,11 +190,10 @@ class BatchPool:
 
     def _replace(self, conn: Connection) -> Connection:
         if conn is self._caller:
-            self.callers_session_lost = True
+            self.callers_session_lost = True  # the caller's to close
+            fresh = connect(self.url)
         else:
-            with contextlib.suppress(Exception):  # the session is gone already
-                conn.close()
-        fresh = connect(self.url)
+            fresh = reconnect(conn, self.url)
         with self._lock:
             self._opened.append(fresh)
         return fresh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import warnings
@@ -96,6 +97,13 @@ def connect(url: str, autocommit: bool = False) -> Connection:
         raise ConnectionError(
             f"cannot connect to PostgreSQL at {redact_url(url)}: {str(exc).splitlines()[0]}"
         ) from exc
+
+
+def reconnect(conn: Connection, url: str) -> Connection:
+    """A new session in place of one the server ended (closing what is left of the old one)."""
+    with contextlib.suppress(Exception):  # the session is gone already
+        conn.close()
+    return connect(url)
 
 
 def with_database(url: str, database: str) -> str:

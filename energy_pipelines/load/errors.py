@@ -48,6 +48,10 @@ def is_transient(code: str | None) -> bool:
     return code is not None and (code[:2] in _TRANSIENT_CLASSES or code in _TRANSIENT_CODES)
 
 
+# Tries of one batch or key build whose session the server ends (the first and two more).
+SESSION_TRIES = 3
+
+
 def session_lost(error: BaseException) -> bool:
     """The server ended the session (an administrator's command, a crash, a restart) or the
     connection broke: its transaction rolled back, and the work can be done again on a new

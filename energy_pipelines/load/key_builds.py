@@ -13,7 +13,6 @@ sessions go on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import time
@@ -22,8 +21,8 @@ from dataclasses import dataclass, field
 
 from energy_pipelines.contract import Stream
 from energy_pipelines.faults import crash_point
-from energy_pipelines.load.database import Connection, connect
-from energy_pipelines.load.errors import session_lost
+from energy_pipelines.load.database import Connection, connect, reconnect
+from energy_pipelines.load.errors import SESSION_TRIES, session_lost
 from energy_pipelines.load.locks import lock_stream
 
 log = logging.getLogger(__name__)
@@ -81,10 +80,6 @@ def finish_new_tables(conn: Connection, url: str, stream: Stream, sessions: int)
     return builds
 
 
-# Tries of one table's build when its session is lost before the next try starts.
-BUILD_TRIES = 3
-
-
 def _build_from(
     url: str, stream: Stream, waiting: queue.SimpleQueue[str], retried: list[str]
 ) -> float:
@@ -99,7 +94,7 @@ def _build_from(
             except queue.Empty:
                 return busy
             started = time.perf_counter()
-            for attempt in range(1, BUILD_TRIES + 1):
+            for attempt in range(1, SESSION_TRIES + 1):
                 try:
                     with conn.cursor() as cur:
                         cur.execute(
@@ -108,18 +103,12 @@ def _build_from(
                     conn.commit()
                     break
                 except Exception as error:
-                    if attempt == BUILD_TRIES or not session_lost(error):
+                    if attempt == SESSION_TRIES or not session_lost(error):
                         raise
                     log.warning("key build of %s lost its session (%s); again", name, error)
                     retried.append(name)
-                    conn = _reconnect(conn, url)
+                    conn = reconnect(conn, url)
             busy += time.perf_counter() - started
             crash_point("after_key_build")
     finally:
         conn.close()
-
-
-def _reconnect(conn: Connection, url: str) -> Connection:
-    with contextlib.suppress(Exception):  # the session is gone already
-        conn.close()
-    return connect(url)
