@@ -76,8 +76,11 @@ class _Batch:
 class BatchPool:
     """Submit batches in path order; `results()` gives their outcomes in that order."""
 
-    def __init__(self, conn: Connection, url: str, size: int, stream: Stream) -> None:
+    def __init__(
+        self, conn: Connection, url: str, size: int, stream: Stream, rows_in_flight: int
+    ) -> None:
         self.url, self.size, self.stream = url, max(1, size), stream
+        self.rows_in_flight = rows_in_flight
         # The caller's session first; more are opened as batches in flight need them.
         self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         self._idle.put(conn)
@@ -94,13 +97,11 @@ class BatchPool:
         # Seconds batches waited for earlier batches of their hours (their turn).
         self.turn_wait_seconds = 0.0
 
-    def submit(
-        self, rows: int, prepare_hours: Callable[[], Hours], load: LoadOne, rows_budget: int
-    ) -> bool:
+    def submit(self, rows: int, prepare_hours: Callable[[], Hours], load: LoadOne) -> bool:
         """Queue a batch of `rows` rows: `prepare_hours` readies its rows and says which hours
         they fall on, `load` writes it. False, and nothing queued, once a batch has failed."""
         self._slots.acquire()
-        share = ROWS_IN_FLIGHT.acquire(rows, rows_budget)
+        share = ROWS_IN_FLIGHT.acquire(rows, self.rows_in_flight)
         if self._failed.is_set():
             ROWS_IN_FLIGHT.release(share)
             self._slots.release()

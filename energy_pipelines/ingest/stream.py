@@ -57,6 +57,8 @@ class StreamOutcomes(list[FileOutcome]):
     index_seconds: float = 0.0
     # Seconds its batches waited for earlier batches of the same hours (ingest/pool.py).
     turn_wait_seconds: float = 0.0
+    # The server ended the caller's session during the load: the caller needs a new one.
+    session_replaced: bool = False
 
 
 def ingest_stream(
@@ -79,7 +81,7 @@ def ingest_stream(
     sessions = settings.load_sessions if stream.has_timestamp else 1
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prepare-{stream.name}") as ahead,
-        BatchPool(conn, url, sessions, stream) as pool,
+        BatchPool(conn, url, sessions, stream, settings.batch_limits.rows_in_flight) as pool,
     ):
         upcoming = ahead.submit(reader.read_next)
         while (current := upcoming.result()) is not None:
@@ -88,14 +90,14 @@ def ingest_stream(
                 current.rows(settings),
                 partial(current.hours, stream, settings),
                 partial(_load_read_batch, current, stream, settings),
-                settings.batch_limits.rows_in_flight,
             ):
                 break  # a batch failed: the run fails, the files not loaded stay
         outcomes.extend(pool.results())
     outcomes.turn_wait_seconds = pool.turn_wait_seconds
+    outcomes.session_replaced = pool.callers_session_lost
     if stream.has_timestamp:
         started = time.perf_counter()
-        if pool.callers_session_lost:
+        if outcomes.session_replaced:
             with connect(url) as fresh:
                 finish_new_tables(fresh, url, stream, settings.load_sessions)
         else:

@@ -59,15 +59,28 @@ def load_stream(settings: Settings, job: StreamJob, run_id: str) -> StreamLoad:
         upgrade_once(conn, url)
         outcomes = ingest_stream(conn, stream, settings, run_id, job.paths)
         seconds = time.perf_counter() - started
-    # A session of its own: the load's first one may have been lost and replaced.
+        if not outcomes.session_replaced:
+            return _stream_load(conn, stream, job, run_id, outcomes, seconds)
+    # The server ended this session during the load (a batch loaded again on another one).
     with connect(url) as conn:
-        return StreamLoad(
-            outcomes,
-            seconds,
-            total_loaded=_total_loaded(conn, stream),
-            preview=_preview(conn, stream, outcomes),
-            reconciliation=reconcile_run(conn, stream, run_id) if job.reconcile else None,
-        )
+        return _stream_load(conn, stream, job, run_id, outcomes, seconds)
+
+
+def _stream_load(
+    conn: Connection,
+    stream: Stream,
+    job: StreamJob,
+    run_id: str,
+    outcomes: StreamOutcomes,
+    seconds: float,
+) -> StreamLoad:
+    return StreamLoad(
+        outcomes,
+        seconds,
+        total_loaded=_total_loaded(conn, stream),
+        preview=_preview(conn, stream, outcomes),
+        reconciliation=reconcile_run(conn, stream, run_id) if job.reconcile else None,
+    )
 
 
 # Below this many cores a worker process costs more than it frees: on 2 cores, 100 gateways'
